@@ -1,0 +1,67 @@
+// swift-tools-version:6.0
+// rind: an inference daemon for Recurrent Interface Network (RIN) diffusion models on CPUs.
+//
+// Layers, imported in one direction only (STYLE.md #1):
+//   CBLAS, CLibPNG, CMicroHTTPD (C libraries and shims)
+//   -> RINTensor (kernels on OpenBLAS) -> RINModel (checkpoint + RIN forward pass)
+//   -> RINDiffusion (schedules, noise, samplers) -> RINJobs (queue, workers, durable store)
+//   -> RINServer (HTTP on libmicrohttpd) -> rind (the executable, which only wires)
+// RINImage (PNG on libpng) sits beside the stack and is used by the server and the CLI.
+import PackageDescription
+
+let package = Package(
+    name: "rind",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "rind", targets: ["rind"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+    ],
+    targets: [
+        // C libraries
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CLibPNG", pkgConfig: "libpng",
+                       providers: [.apt(["libpng-dev"])]),
+        .target(name: "CMicroHTTPD",
+                linkerSettings: [.linkedLibrary("microhttpd")]),
+
+        // Engine
+        .target(name: "RINTensor", dependencies: ["CBLAS"]),
+        .target(name: "RINModel", dependencies: ["RINTensor"]),
+        .target(name: "RINDiffusion", dependencies: ["RINModel", "RINTensor"]),
+        .target(name: "RINImage", dependencies: ["CLibPNG"]),
+
+        // Service
+        .target(name: "RINJobs", dependencies: [
+            "RINDiffusion", "RINModel",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ]),
+        .target(name: "RINServer", dependencies: [
+            "CMicroHTTPD", "RINJobs", "RINImage", "RINModel", "RINDiffusion",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ], resources: [.copy("openapi.yaml")]),
+
+        .executableTarget(name: "rind", dependencies: [
+            "RINServer", "RINJobs", "RINDiffusion", "RINModel", "RINImage", "RINTensor",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // Tests mirror targets (STYLE.md #8). Shared fixtures live in Tests/Fixtures and are found
+        // from #filePath, so no test target bundles resources.
+        .testTarget(name: "RINTensorTests", dependencies: ["RINTensor"]),
+        .testTarget(name: "RINModelTests", dependencies: ["RINModel", "RINTensor"]),
+        .testTarget(name: "RINDiffusionTests", dependencies: ["RINDiffusion", "RINModel"]),
+        .testTarget(name: "RINImageTests", dependencies: ["RINImage"]),
+        .testTarget(name: "RINJobsTests", dependencies: ["RINJobs", "RINDiffusion", "RINModel"]),
+        .testTarget(name: "RINServerTests", dependencies: ["RINServer", "RINJobs", "RINImage"]),
+    ]
+)

@@ -1,0 +1,1 @@
+#include "rind_mhd.h"

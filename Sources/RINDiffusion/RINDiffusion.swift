@@ -1,0 +1,1 @@
+// RINDiffusion: under construction in this session.

@@ -1,0 +1,1 @@
+// RINImage: under construction in this session.

@@ -1,0 +1,1 @@
+// RINJobs: under construction in this session.

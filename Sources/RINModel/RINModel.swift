@@ -1,0 +1,1 @@
+// RINModel: under construction in this session.

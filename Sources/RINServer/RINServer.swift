@@ -1,0 +1,1 @@
+// RINServer: under construction in this session.

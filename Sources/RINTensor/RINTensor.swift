@@ -1,0 +1,1 @@
+// RINTensor: under construction in this session.
