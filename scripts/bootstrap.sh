@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages rind needs to build, run and test, and nothing when they are present.
+# Used by `make run` and `make test`; safe to run any number of times. Uses sudo when not root.
+set -euo pipefail
+
+packages=(libopenblas-dev libpng-dev libmicrohttpd-dev pkg-config python3-venv)
+[ "${1:-}" = "--test" ] && packages+=(systemd)   # systemd-analyze verifies the unit in the tests
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "bootstrap: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+    sudo="sudo"
+fi
+echo "bootstrap: installing ${missing[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

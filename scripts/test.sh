@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite: Debian packages, a Python virtualenv for the tests that need Python
+# (OpenAPI validation, the PyTorch reference's own tests), a release build, then every test.
+# Release, because the engine's numeric loops run many times slower in debug builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/bootstrap.sh --test
+bash scripts/test-python-env.sh            # creates or reuses .venv-test
+
+export OPENBLAS_THREAD_TIMEOUT=1
+swift build -c release --product rind
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+swift test -c release --disable-swift-testing 2>&1 | tee "$log"
+swift_status=${PIPESTATUS[0]}
+set -e
+
+py_status=0
+if [ -x .venv-test/bin/pytest ]; then
+    .venv-test/bin/pytest -q Training/tests 2>&1 | tee -a "$log" || py_status=$?
+fi
+
+# One plain closing line for both runners.
+executed=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1 |
+           sed -E 's/^[[:space:]]*Executed ([0-9]+) tests?, with ([0-9]+) failures?.*/\1 \2/')
+read -r swift_total swift_failed <<<"${executed:-0 0}"
+py_passed=$(grep -Eo "[0-9]+ passed" "$log" | tail -1 | grep -Eo "[0-9]+" || echo 0)
+py_failed=$(grep -Eo "[0-9]+ failed" "$log" | tail -1 | grep -Eo "[0-9]+" || echo 0)
+echo "tests: $((swift_total - swift_failed + py_passed)) passed, $((swift_failed + py_failed)) failed"
+[ "$swift_status" -eq 0 ] && [ "$py_status" -eq 0 ] && [ "$swift_total" -gt 0 ]
