@@ -63,5 +63,6 @@ let package = Package(
         .testTarget(name: "RINImageTests", dependencies: ["RINImage"]),
         .testTarget(name: "RINJobsTests", dependencies: ["RINJobs", "RINDiffusion", "RINModel"]),
         .testTarget(name: "RINServerTests", dependencies: ["RINServer", "RINJobs", "RINImage"]),
+        .testTarget(name: "DeployTests"),
     ]
 )

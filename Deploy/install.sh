@@ -7,6 +7,7 @@
 #   sudo Deploy/install.sh --uninstall  stop and remove everything but the state in /var/lib/rind
 #
 # DESTDIR=/some/root installs into a staging tree and skips systemctl (used by the tests).
+# PREFIX (default /usr/local) is where the binary and checkpoints go.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,9 +30,14 @@ if [ "${1:-}" = "--uninstall" ]; then
     exit 0
 fi
 
-bash scripts/bootstrap.sh
-swift build -c release --product rind
-built="$(swift build -c release --show-bin-path)/rind"
+# RIND_BINARY=path installs an already built binary (the tests do this) instead of building one.
+if [ -n "${RIND_BINARY:-}" ]; then
+    built=$RIND_BINARY
+else
+    bash scripts/bootstrap.sh
+    swift build -c release --product rind
+    built="$(swift build -c release --show-bin-path)/rind"
+fi
 
 install -d "$(dirname "$bin")" "$share" "$doc" "$(dirname "$unit")" "$(dirname "$envfile")"
 install -m 0755 "$built" "$bin.new" && mv -f "$bin.new" "$bin"      # atomic replace of a running binary
@@ -39,7 +45,7 @@ rm -rf "$share/checkpoints.new"
 cp -r checkpoints "$share/checkpoints.new"
 rm -rf "$share/checkpoints" && mv "$share/checkpoints.new" "$share/checkpoints"
 install -m 0644 README.md Deploy/README.md "$doc/" 2>/dev/null || install -m 0644 README.md "$doc/"
-install -m 0644 Deploy/rind.service "$unit"
+sed "s#/usr/local/#$PREFIX/#g" Deploy/rind.service > "$unit.new" && chmod 0644 "$unit.new" && mv -f "$unit.new" "$unit"
 [ -f "$envfile" ] || install -m 0644 Deploy/rind.env.example "$envfile"
 
 if systemd_live; then

@@ -1,0 +1,223 @@
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The systemd deployment, held to what the unit really does: `systemd-analyze verify` on the unit,
+/// the daemon started with the unit's own `ExecStart` line and a `NOTIFY_SOCKET` this test listens on,
+/// and `Deploy/install.sh` run twice into a staging root.
+final class DeployTests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The `rind` binary of this build configuration: the test runner (`<bin>/rindPackageTests.xctest`)
+    /// sits in the same build folder.
+    static var rindBinary: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+            .deletingLastPathComponent().appendingPathComponent("rind")
+    }
+
+    var scratch: URL!
+
+    override func setUpWithError() throws {
+        scratch = FileManager.default.temporaryDirectory
+            .appendingPathComponent("rind-deploy-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: Self.rindBinary.path),
+                          "build the rind product first (scripts/test.sh does)")
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: scratch)
+    }
+
+    func unitText() throws -> String {
+        try String(contentsOf: Self.root.appendingPathComponent("Deploy/rind.service"), encoding: .utf8)
+    }
+
+    func testUnitHasTheRequiredSettings() throws {
+        let unit = try unitText()
+        for line in ["Type=notify", "StateDirectory=rind", "DynamicUser=yes", "ProtectSystem=strict",
+                     "ProtectHome=yes", "NoNewPrivileges=yes", "PrivateTmp=yes", "Restart=on-failure"] {
+            XCTAssertTrue(unit.contains("\n\(line)\n"), "rind.service lacks \(line)")
+        }
+        XCTAssertNotNil(unit.range(of: #"\nMemoryMax=\d+[KMG]\n"#, options: .regularExpression))
+        XCTAssertNotNil(unit.range(of: #"\nTimeoutStopSec=\d+\n"#, options: .regularExpression))
+    }
+
+    func testSystemdAnalyzeVerifiesTheUnit() throws {
+        let analyze = "/usr/bin/systemd-analyze"
+        guard FileManager.default.isExecutableFile(atPath: analyze) else {
+            throw XCTSkip("systemd-analyze is not installed (scripts/bootstrap.sh --test installs it)")
+        }
+        // Point ExecStart at the binary under test; everything else is verified as shipped.
+        let unitURL = scratch.appendingPathComponent("rind.service")
+        try unitText().replacingOccurrences(of: "/usr/local/bin/rind", with: Self.rindBinary.path)
+            .write(to: unitURL, atomically: true, encoding: .utf8)
+        let result = try run(analyze, ["verify", unitURL.path])
+        XCTAssertEqual(result.status, 0, "systemd-analyze verify failed:\n\(result.output)")
+        XCTAssertFalse(result.output.contains("rind.service:"), "warnings about the unit:\n\(result.output)")
+    }
+
+    /// Starts the daemon with the unit's ExecStart, the unit's environment defaults and a state dir of
+    /// its own, as systemd would, and listens for its sd_notify datagrams.
+    func testDaemonStartedLikeTheUnitNotifiesReadyAndStoppingAndExitsZero() throws {
+        let unit = try unitText()
+        var environment = ProcessInfo.processInfo.environment
+        for assignment in try unitEnvironment(unit) { environment[assignment.key] = assignment.value }
+        environment["RIND_PORT"] = "0"   // the test may not own 8080
+        let stateDir = scratch.appendingPathComponent("state")
+        try FileManager.default.createDirectory(at: stateDir, withIntermediateDirectories: true)
+        environment["STATE_DIRECTORY"] = stateDir.path
+
+        let argv = try execStart(unit, environment: environment).map {
+            $0.replacingOccurrences(of: "/usr/local/bin/rind", with: Self.rindBinary.path)
+              .replacingOccurrences(of: "/usr/local/share/rind/checkpoints",
+                                    with: Self.root.appendingPathComponent("checkpoints").path)
+              .replacingOccurrences(of: "/var/lib/rind", with: stateDir.path)
+        }
+        let socketPath = scratch.appendingPathComponent("notify.sock").path
+        let socket = try DatagramSocket(path: socketPath)
+        environment["NOTIFY_SOCKET"] = socketPath
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: argv[0])
+        process.arguments = Array(argv.dropFirst())
+        process.environment = environment
+        let log = Pipe()
+        process.standardError = log
+        process.standardOutput = log
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+
+        let ready = socket.receive(until: { $0.contains("READY=1") }, timeout: 120)
+        XCTAssertTrue(ready.contains("READY=1"), "no READY=1; got \(ready)")
+        kill(process.processIdentifier, SIGTERM)
+        let stopping = socket.receive(until: { $0.contains("STOPPING=1") }, timeout: 60)
+        XCTAssertTrue(stopping.contains("STOPPING=1"), "no STOPPING=1; got \(stopping)")
+        process.waitUntilExit()
+        let output = String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(process.terminationReason, .exit)
+        XCTAssertEqual(process.terminationStatus, 0, "daemon output:\n\(output)")
+    }
+
+    func testInstallScriptIsSafeToRunTwice() throws {
+        let stage = scratch.appendingPathComponent("root")
+        var environment = ProcessInfo.processInfo.environment
+        environment["DESTDIR"] = stage.path
+        environment["RIND_BINARY"] = Self.rindBinary.path
+        let script = Self.root.appendingPathComponent("Deploy/install.sh").path
+        let first = try run("/bin/bash", [script], environment: environment)
+        XCTAssertEqual(first.status, 0, first.output)
+        // The operator's settings survive a second run (an upgrade).
+        let envFile = stage.appendingPathComponent("etc/default/rind")
+        try "RIND_PORT=9999\n".write(to: envFile, atomically: true, encoding: .utf8)
+        let second = try run("/bin/bash", [script], environment: environment)
+        XCTAssertEqual(second.status, 0, second.output)
+        XCTAssertEqual(try String(contentsOf: envFile, encoding: .utf8), "RIND_PORT=9999\n")
+        for path in ["usr/local/bin/rind", "usr/local/share/rind/checkpoints/cifar10/config.json",
+                     "etc/systemd/system/rind.service"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: stage.appendingPathComponent(path).path),
+                          "install.sh did not install \(path)")
+        }
+        let installedUnit = try String(contentsOf: stage.appendingPathComponent("etc/systemd/system/rind.service"),
+                                       encoding: .utf8)
+        XCTAssertEqual(installedUnit, try unitText())
+    }
+
+    // MARK: - Reading the unit the way systemd does (the subset rind.service uses)
+
+    /// `Environment=` lines: space-separated NAME=VALUE assignments.
+    func unitEnvironment(_ unit: String) throws -> [String: String] {
+        var result: [String: String] = [:]
+        for line in logicalLines(unit) where line.hasPrefix("Environment=") {
+            for assignment in line.dropFirst("Environment=".count).split(separator: " ") {
+                let parts = assignment.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                result[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+            }
+        }
+        return result
+    }
+
+    /// `ExecStart=` split into words, with `${NAME}` replaced by its value and `$NAME` split into
+    /// words (an empty one vanishes), as systemd.service(5) describes.
+    func execStart(_ unit: String, environment: [String: String]) throws -> [String] {
+        let line = try XCTUnwrap(logicalLines(unit).first { $0.hasPrefix("ExecStart=") })
+        var words: [String] = []
+        for word in line.dropFirst("ExecStart=".count).split(separator: " ") {
+            if word.hasPrefix("${"), word.hasSuffix("}") {
+                words.append(environment[String(word.dropFirst(2).dropLast())] ?? "")
+            } else if word.hasPrefix("$") {
+                words += (environment[String(word.dropFirst())] ?? "").split(separator: " ").map(String.init)
+            } else {
+                words.append(String(word))
+            }
+        }
+        return words
+    }
+
+    /// Lines with backslash continuations joined and comments dropped.
+    func logicalLines(_ unit: String) -> [String] {
+        unit.replacingOccurrences(of: "\\\n", with: " ")
+            .split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.hasPrefix("#") && !$0.isEmpty }
+    }
+
+    func run(_ executable: String, _ arguments: [String],
+             environment: [String: String]? = nil) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.currentDirectoryURL = Self.root
+        if let environment { process.environment = environment }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// A bound AF_UNIX datagram socket: the receiving end of sd_notify.
+final class DatagramSocket {
+    let fd: Int32
+
+    init(path: String) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            _ = path.utf8CString.withUnsafeBytes { buffer.copyMemory(from: $0) }
+        }
+        let status = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard status == 0 else { close(fd); throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+    }
+
+    deinit { close(fd) }
+
+    /// Collects datagrams until one satisfies `done` or `timeout` seconds pass; returns them joined.
+    func receive(until done: (String) -> Bool, timeout: Double) -> String {
+        var received = ""
+        let deadline = Date().addingTimeInterval(timeout)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while Date() < deadline {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 200) > 0 else { continue }
+            let count = recv(fd, &buffer, buffer.count, 0)
+            guard count > 0 else { continue }
+            let message = String(decoding: buffer[0..<count], as: UTF8.self)
+            received += message + "\n"
+            if done(message) { break }
+        }
+        return received
+    }
+}
