@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,6 +271,7 @@ def save_checkpoint(model, directory: str | Path, dtype: str = "float32",
     check_state_dict(cfg, state)
     cfg.save(directory / "config.json")
     save_file(state, str(directory / "model.safetensors"), metadata=metadata or {"format": "pt"})
+    os.chmod(directory / "model.safetensors", 0o644)  # safetensors creates it 0600; the daemon may run as another user
     return directory
 
 
