@@ -1,0 +1,851 @@
+// The job service: a bounded FIFO queue, a pool of worker threads that run sampling steps, a
+// durable store, and event subscriptions. It knows no HTTP, JSON requests or image formats
+// (STYLE.md #1): the server maps `JobError` to statuses and is handed encoded bytes.
+//
+// Public API (stable; later changes only add):
+//
+//   JobService(configuration: JobService.Configuration, models: [RINCheckpoint],
+//              encoder: any ImageEncoder, logger: Logger) throws(JobError)
+//     Configuration(stateDirectory:workers:maxQueue:keepJobs:keepHours:previewEvery:
+//                   subscriberBuffer:fallbackRetryAfter:now:)
+//   .models, .modelNames, .defaultModel, .checkpoint(named:) -> RINCheckpoint?
+//   .submit(_ request: JobRequest, idempotencyKey: String?) throws(JobError) -> JobSubmission
+//   .job(_ id: JobID) throws(JobError) -> JobSnapshot                    notFound / gone
+//   .list(status: JobStatus?, limit: Int, offset: Int) -> JobPage          newest first
+//   .cancel(_ id: JobID) throws(JobError) -> JobSnapshot                  idempotent
+//   .delete(_ id: JobID) throws(JobError)                                 idempotent (410 after)
+//   .preview(_ id: JobID) throws(JobError) -> JobImage                    latest preview bytes
+//   .image(_ id: JobID, index: Int) throws(JobError) -> JobImage          final image bytes
+//   .subscribe(_ id: JobID, capacity: Int?) throws(JobError) -> JobSubscription
+//   .queueDepth, .runningCount, .isAccepting, .isDraining
+//   .drain(deadline: Duration)                                            blocks until stopped
+//   .sweepExpired()
+//   WorkerPlan.automatic(cores:workers:blasThreads:)    workers x BLAS threads <= cores
+//   JobEvent { kind: .snapshot|.progress|.preview|.succeeded|.failed|.canceled|.requeued,
+//              job: JobSnapshot, preview: JobImage? }
+//   JobSubscription: next(timeout:) -> JobEvent?, async next(), AsyncSequence, cancel()
+//   JobError: unknownModel, invalidParameter, queueFull(retryAfter:), shuttingDown, notFound,
+//             gone, idempotencyConflict, notFinished(retryAfter:), noResult,
+//             imageIndexOutOfRange, noPreview, storage
+//
+// Threads: every method may be called from any thread and none waits for a sampling step,
+// except `drain`, which waits for the workers to stop.
+import Foundation
+import Logging
+import RINDiffusion
+import RINModel
+
+/// Queues sampling jobs, runs them on worker threads, keeps them on disk, and tells subscribers.
+///
+/// Lifecycle: `init` loads the state directory (finished jobs are served again, queued and
+/// interrupted ones are queued again in creation order and re-run from their recorded seed), then
+/// starts the workers. `drain(deadline:)` stops it; a drained service stays readable but runs
+/// nothing. Workers hold the service, so an undrained service lives until the process ends.
+///
+/// Batching: each worker runs one job at a time and calls `SamplingRun.step()` in a loop. To share
+/// one batched forward pass among several running jobs, `workerLoop` would become a scheduler that
+/// takes up to B compatible jobs (same model, same image size) from the queue into slots, and per
+/// tick calls a batched step over the slots' runs, then does exactly what `afterStep` does now for
+/// each of them (progress, previews, cancel and drain checks); finished or canceled slots are
+/// refilled from the queue between ticks. The queue, store and events need no change.
+public final class JobService: @unchecked Sendable {
+    /// How the service runs. Every limit has a default suited to a small render box.
+    public struct Configuration: Sendable {
+        /// Where `jobs/<id>/…` and `tombstones.json` live; created if missing.
+        public var stateDirectory: URL
+        /// Worker threads, each running one job at a time (see `WorkerPlan`).
+        public var workers: Int
+        /// Queued jobs at most (running ones not counted); more is `JobError.queueFull`.
+        public var maxQueue: Int
+        /// Finished jobs kept at most (oldest deleted first); nil = no limit.
+        public var keepJobs: Int?
+        /// Finished jobs are deleted this many hours after they finished; nil = never.
+        public var keepHours: Double?
+        /// Default preview interval in steps for requests that do not say; 0 = no previews.
+        public var previewEvery: Int
+        /// Events buffered per subscriber before intermediate ones are dropped.
+        public var subscriberBuffer: Int
+        /// Retry-After (seconds) suggested while the queue is full and no estimate exists.
+        public var fallbackRetryAfter: Int
+        /// The wall clock (tests move it to check retention by age).
+        public var now: @Sendable () -> Date
+
+        public init(stateDirectory: URL, workers: Int = 1, maxQueue: Int = 64, keepJobs: Int? = 1000,
+                    keepHours: Double? = nil, previewEvery: Int = 5, subscriberBuffer: Int = 16,
+                    fallbackRetryAfter: Int = 5, now: @escaping @Sendable () -> Date = { Date() }) {
+            self.stateDirectory = stateDirectory
+            self.workers = workers
+            self.maxQueue = maxQueue
+            self.keepJobs = keepJobs
+            self.keepHours = keepHours
+            self.previewEvery = previewEvery
+            self.subscriberBuffer = subscriberBuffer
+            self.fallbackRetryAfter = fallbackRetryAfter
+            self.now = now
+        }
+    }
+
+    public let configuration: Configuration
+    /// The loaded models; the first is the default.
+    public let models: [RINCheckpoint]
+    private let modelsByName: [String: RINCheckpoint]
+    private let encoder: any ImageEncoder
+    private let logger: Logger
+    private let store: JobStore
+    private let metrics: JobMetrics
+
+    /// One job in memory. Guarded by `lock`, except `writeLock`, which orders this job's file
+    /// writes (taken without `lock` held; `lock` may be taken inside it).
+    private final class Entry {
+        var record: JobRecord
+        let checkpoint: RINCheckpoint?
+        var preview: JobImage?
+        var subscribers: [JobSubscription] = []
+        var deleted = false
+        var runStart: ContinuousClock.Instant?
+        let writeLock = NSLock()
+
+        init(record: JobRecord, checkpoint: RINCheckpoint?) {
+            self.record = record
+            self.checkpoint = checkpoint
+        }
+    }
+
+    // Guarded by `lock`.
+    private let lock = NSCondition()
+    private var entries: [JobID: Entry] = [:]
+    private var queue: [JobID] = []
+    private var pendingSubmits = 0
+    private var idempotency: [String: JobID] = [:]
+    private var tombstones: [JobID: Date] = [:]
+    private var accepting = true
+    private var drainDeadline: ContinuousClock.Instant?
+    private var liveWorkers = 0
+    private var running = 0
+    private let tombstoneWriteLock = NSLock()
+
+    /// Loads the state directory and starts `configuration.workers` worker threads.
+    ///
+    /// Throws only when the state directory itself cannot be created or listed; unreadable
+    /// records are moved aside and logged.
+    public init(configuration: Configuration, models: [RINCheckpoint], encoder: any ImageEncoder,
+                logger: Logger = Logger(label: "rind.jobs")) throws(JobError) {
+        precondition(!models.isEmpty, "JobService needs at least one model")
+        self.configuration = configuration
+        self.models = models
+        var byName: [String: RINCheckpoint] = [:]
+        for model in models where byName[model.name] == nil { byName[model.name] = model }
+        modelsByName = byName
+        self.encoder = encoder
+        self.logger = logger
+        store = JobStore(root: configuration.stateDirectory, fileExtension: encoder.fileExtension)
+        metrics = JobMetrics(modelNames: models.map(\.name))
+        try store.prepare()
+        try recover()
+        let workers = max(1, configuration.workers)
+        liveWorkers = workers
+        for index in 0..<workers {
+            let thread = Thread { [self] in workerLoop() }
+            thread.name = "rind-worker-\(index)"
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+    }
+
+    /// The loaded models' names, default first.
+    public var modelNames: [String] { models.map(\.name) }
+    /// The model used when a request names none.
+    public var defaultModel: RINCheckpoint { models[0] }
+    /// A loaded model by name.
+    public func checkpoint(named name: String) -> RINCheckpoint? { modelsByName[name] }
+
+    // MARK: - Submitting
+
+    /// Resolves `request` against its model (defaults, a random seed if none), writes the job
+    /// durably, then queues it.
+    ///
+    /// With an `idempotencyKey` already used by a retained job: the same request returns that job
+    /// (`replayed == true`), a different one throws `idempotencyConflict`.
+    public func submit(_ request: JobRequest, idempotencyKey: String? = nil) throws(JobError) -> JobSubmission {
+        let modelName = request.model ?? defaultModel.name
+        guard let checkpoint = modelsByName[modelName] else {
+            throw .unknownModel(modelName, available: modelNames)
+        }
+        var normalized = request
+        normalized.model = modelName
+        let (parameters, previewEvery) = try resolve(normalized, for: checkpoint.config)
+
+        let now = configuration.now()
+        let record = JobRecord(
+            id: JobID.random(), model: modelName, request: normalized, parameters: parameters,
+            previewEvery: previewEvery, status: .queued,
+            progress: JobProgress(step: 0, steps: parameters.steps), createdAt: now, revision: 1,
+            idempotencyKey: idempotencyKey)
+        let entry = Entry(record: record, checkpoint: checkpoint)
+
+        lock.lock()
+        guard accepting else {
+            lock.unlock()
+            throw .shuttingDown
+        }
+        if let key = idempotencyKey, let existingID = idempotency[key], let existing = entries[existingID] {
+            defer { lock.unlock() }
+            guard existing.record.request == normalized else {
+                throw .idempotencyConflict(key: key, existing: existingID)
+            }
+            return JobSubmission(job: snapshotLocked(existing), replayed: true)
+        }
+        guard queue.count + pendingSubmits < configuration.maxQueue else {
+            let retryAfter = retryAfterLocked()
+            lock.unlock()
+            throw .queueFull(retryAfter: retryAfter)
+        }
+        // Reserve the place, then write outside the lock: an fsync must not stall the workers.
+        pendingSubmits += 1
+        entries[record.id] = entry
+        if let key = idempotencyKey { idempotency[key] = record.id }
+        lock.unlock()
+
+        do {
+            try store.makeDirectory(store.directory(of: record.id))
+            try store.fsyncDirectory(store.jobsDirectory)
+            try persist(entry)
+        } catch {
+            lock.withLock {
+                pendingSubmits -= 1
+                entries[record.id] = nil
+                if let key = idempotencyKey, idempotency[key] == record.id { idempotency[key] = nil }
+            }
+            try? store.remove(record.id)
+            logger.error("cannot store a new job", metadata: ["job": "\(record.id)", "error": "\(error)"])
+            throw error
+        }
+
+        lock.lock()
+        defer { lock.unlock() }
+        pendingSubmits -= 1
+        // A cancel or delete may have come in while the record was written.
+        if entry.record.status == .queued && !entry.deleted {
+            queue.append(record.id)
+            metrics.queueDepth.record(queue.count)
+            lock.signal()
+        }
+        return JobSubmission(job: snapshotLocked(entry), replayed: false)
+    }
+
+    /// Applies the model's defaults and the request's values, draws a seed, validates.
+    private func resolve(_ request: JobRequest, for config: RINConfig) throws(JobError) -> (SamplingParameters, Int) {
+        var parameters = SamplingParameters.defaults(for: config)
+        if let value = request.classIndex { parameters.classIndex = value }
+        if let value = request.steps { parameters.steps = value }
+        if let value = request.sampler { parameters.sampler = value }
+        if let value = request.schedule { parameters.schedule = value }
+        if let value = request.guidance { parameters.guidance = value }
+        if let value = request.count { parameters.count = value }
+        if let value = request.carryLatents { parameters.carryLatents = value }
+        var generator = SystemRandomNumberGenerator()
+        parameters.seed = request.seed ?? generator.next()
+        let validated: SamplingParameters
+        do {
+            validated = try parameters.validated(for: config)
+        } catch {
+            throw Self.jobError(error)
+        }
+        let previewEvery = request.previewEvery ?? configuration.previewEvery
+        guard previewEvery >= 0 else {
+            throw .invalidParameter(name: "preview_every", message: "must be 0 (no previews) or a number of steps >= 1")
+        }
+        return (validated, previewEvery)
+    }
+
+    private static func jobError(_ error: SamplingError) -> JobError {
+        if case let .invalidParameter(name, message) = error {
+            return .invalidParameter(name: name, message: message)
+        }
+        return .invalidParameter(name: "parameters", message: "\(error)")
+    }
+
+    // MARK: - Reading
+
+    /// The job as it is now.
+    public func job(_ id: JobID) throws(JobError) -> JobSnapshot {
+        lock.lock()
+        defer { lock.unlock() }
+        return snapshotLocked(try entryLocked(id))
+    }
+
+    /// Jobs newest first, optionally only those with `status`, `limit` of them after skipping
+    /// `offset`.
+    public func list(status: JobStatus? = nil, limit: Int = 50, offset: Int = 0) -> JobPage {
+        lock.lock()
+        defer { lock.unlock() }
+        let matching = entries.values
+            .filter { !$0.deleted && (status == nil || $0.record.status == status) }
+            .sorted { ($0.record.createdAt, $0.record.id) > ($1.record.createdAt, $1.record.id) }
+        let page = matching.dropFirst(max(0, offset)).prefix(max(0, limit))
+        return JobPage(jobs: page.map(snapshotLocked), total: matching.count)
+    }
+
+    /// The latest preview (after success: the final images as one preview picture).
+    public func preview(_ id: JobID) throws(JobError) -> JobImage {
+        lock.lock()
+        let entry = try entryLocked(id)
+        if let preview = entry.preview {
+            lock.unlock()
+            return preview
+        }
+        let step = entry.record.previewStep
+        lock.unlock()
+        guard let step else { throw .noPreview(id) }
+        // Loaded from disk after a restart.
+        let data = try store.read(store.previewFile(of: id))
+        let image = JobImage(step: step, data: data)
+        lock.withLock {
+            if !entry.deleted && entry.record.previewStep == step { entry.preview = image }
+        }
+        return image
+    }
+
+    /// The `index`-th final image of a succeeded job.
+    public func image(_ id: JobID, index: Int = 0) throws(JobError) -> JobImage {
+        lock.lock()
+        let entry = try entryLocked(id)
+        let record = entry.record
+        let retryAfter = retryAfterLocked(for: entry)
+        lock.unlock()
+        switch record.status {
+        case .queued, .running:
+            throw .notFinished(id, status: record.status, retryAfter: retryAfter)
+        case .failed, .canceled:
+            throw .noResult(id, status: record.status)
+        case .succeeded:
+            guard (0..<record.imageCount).contains(index) else {
+                throw .imageIndexOutOfRange(id, index: index, count: record.imageCount)
+            }
+            return JobImage(step: record.progress.steps, data: try store.read(store.imageFile(of: id, index: index)))
+        }
+    }
+
+    /// Watches a job. The first event is `.snapshot` (with the latest preview); a finished job's
+    /// subscription then holds its final event and ends. `capacity` defaults to
+    /// `configuration.subscriberBuffer`.
+    public func subscribe(_ id: JobID, capacity: Int? = nil) throws(JobError) -> JobSubscription {
+        lock.lock()
+        defer { lock.unlock() }
+        let entry = try entryLocked(id)
+        let subscription = JobSubscription(jobID: id, capacity: capacity ?? configuration.subscriberBuffer)
+        let snapshot = snapshotLocked(entry)
+        subscription.push(JobEvent(kind: .snapshot, job: snapshot, preview: entry.preview))
+        if let kind = Self.terminalKind(snapshot.status) {
+            subscription.push(JobEvent(kind: kind, job: snapshot, preview: entry.preview))
+        } else if !accepting && liveWorkers == 0 {
+            subscription.push(JobEvent(kind: .requeued, job: snapshot))
+        } else {
+            entry.subscribers.append(subscription)
+        }
+        return subscription
+    }
+
+    /// Jobs waiting in the queue.
+    public var queueDepth: Int { lock.withLock { queue.count } }
+    /// Jobs being sampled now.
+    public var runningCount: Int { lock.withLock { running } }
+    /// False once `drain` was called.
+    public var isAccepting: Bool { lock.withLock { accepting } }
+    /// True from the call of `drain` on (also after it returned).
+    public var isDraining: Bool { lock.withLock { !accepting } }
+
+    // MARK: - Cancel and delete
+
+    /// Cancels a queued job at once, or asks a running one to stop after its current step
+    /// (`cancelRequested`; it turns `canceled` then). A finished job is returned as it is, so
+    /// repeating a cancel is safe.
+    @discardableResult
+    public func cancel(_ id: JobID) throws(JobError) -> JobSnapshot {
+        lock.lock()
+        let entry = try entryLocked(id)
+        switch entry.record.status {
+        case .queued:
+            queue.removeAll { $0 == id }
+            metrics.queueDepth.record(queue.count)
+            entry.record.cancelRequested = true
+            lock.unlock()
+            finish(entry, status: .canceled, error: nil)
+            return lock.withLock { snapshotLocked(entry) }
+        case .running:
+            if !entry.record.cancelRequested {
+                entry.record.cancelRequested = true
+                entry.record.revision += 1
+                emitLocked(entry, kind: .progress)
+            }
+            let snapshot = snapshotLocked(entry)
+            lock.unlock()
+            // Durable, so a crash now does not run the job again after the restart.
+            try? persist(entry)
+            return snapshot
+        case .succeeded, .failed, .canceled:
+            defer { lock.unlock() }
+            return snapshotLocked(entry)
+        }
+    }
+
+    /// Deletes a job with its files and remembers its id (`gone`). A queued or running job is
+    /// canceled first (a running one stops after its current step). Deleting a deleted or expired
+    /// job again succeeds.
+    public func delete(_ id: JobID) throws(JobError) {
+        lock.lock()
+        if tombstones[id] != nil {
+            lock.unlock()
+            return
+        }
+        guard let entry = entries[id] else {
+            lock.unlock()
+            throw .notFound(id)
+        }
+        let wasActive = !entry.record.status.isFinished
+        if wasActive {
+            queue.removeAll { $0 == id }
+            metrics.queueDepth.record(queue.count)
+            entry.record.cancelRequested = true
+            entry.record.status = .canceled
+            entry.record.finishedAt = configuration.now()
+            entry.record.revision += 1
+            emitLocked(entry, kind: .canceled)
+        }
+        removeLocked([entry])
+        lock.unlock()
+        if wasActive { metrics.finished(.canceled) }
+        try removeFiles([entry])
+    }
+
+    /// Deletes the finished jobs beyond `keepJobs` or older than `keepHours`. Runs after every
+    /// finished job and, while idle, about once a minute; callable any time.
+    public func sweepExpired() {
+        lock.lock()
+        let expired = expiredLocked()
+        removeLocked(expired)
+        lock.unlock()
+        guard !expired.isEmpty else { return }
+        logger.info("retention removed finished jobs", metadata: ["count": "\(expired.count)"])
+        do {
+            try removeFiles(expired)
+        } catch {
+            logger.error("cannot remove expired jobs", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func expiredLocked() -> [Entry] {
+        let finished = entries.values
+            .filter { $0.record.status.isFinished && !$0.deleted }
+            .sorted { ($0.record.finishedAt ?? .distantPast) > ($1.record.finishedAt ?? .distantPast) }
+        var expired: [Entry] = []
+        if let keep = configuration.keepJobs, finished.count > keep {
+            expired += finished[max(0, keep)...]
+        }
+        if let hours = configuration.keepHours {
+            let cutoff = configuration.now().addingTimeInterval(-hours * 3600)
+            let kept = finished.prefix(configuration.keepJobs ?? finished.count)
+            expired += kept.filter { ($0.record.finishedAt ?? .distantPast) < cutoff }
+        }
+        return expired
+    }
+
+    /// Forgets entries in memory and tombstones them; the files go in `removeFiles`.
+    private func removeLocked(_ removed: [Entry]) {
+        let now = configuration.now()
+        for entry in removed {
+            entry.deleted = true
+            entry.preview = nil
+            entry.subscribers.removeAll()
+            entries[entry.record.id] = nil
+            tombstones[entry.record.id] = now
+            if let key = entry.record.idempotencyKey, idempotency[key] == entry.record.id {
+                idempotency[key] = nil
+            }
+        }
+        if tombstones.count > JobStore.maxTombstones {
+            let oldest = tombstones.sorted { $0.value < $1.value }.prefix(tombstones.count - JobStore.maxTombstones)
+            for (id, _) in oldest { tombstones[id] = nil }
+        }
+    }
+
+    private func removeFiles(_ removed: [Entry]) throws(JobError) {
+        var failure: JobError?
+        for entry in removed {
+            entry.writeLock.lock()
+            do {
+                try store.remove(entry.record.id)
+            } catch {
+                failure = failure ?? error
+            }
+            entry.writeLock.unlock()
+        }
+        do {
+            try persistTombstones()
+        } catch {
+            failure = failure ?? error
+        }
+        if let failure { throw failure }
+    }
+
+    private func persistTombstones() throws(JobError) {
+        tombstoneWriteLock.lock()
+        defer { tombstoneWriteLock.unlock() }
+        let list = lock.withLock {
+            tombstones.map { Tombstone(id: $0.key, removedAt: $0.value) }.sorted { $0.removedAt < $1.removedAt }
+        }
+        try store.writeTombstones(list)
+    }
+
+    // MARK: - Draining
+
+    /// Stops the service: `submit` throws `shuttingDown` from now on; running jobs go on until
+    /// `deadline` has passed and then stop after their current step, persisted as queued so that
+    /// the next start runs them again from their seed (same images). Queued jobs stay queued on
+    /// disk. Returns when every worker has stopped. Calling it again only waits.
+    public func drain(deadline: Duration) {
+        lock.lock()
+        accepting = false
+        let proposed = ContinuousClock.now.advanced(by: deadline)
+        if drainDeadline.map({ proposed < $0 }) ?? true { drainDeadline = proposed }
+        lock.broadcast()
+        while liveWorkers > 0 { lock.wait() }
+        // Queued jobs will not run in this process: end their subscriptions.
+        for id in queue {
+            if let entry = entries[id] { emitLocked(entry, kind: .requeued) }
+        }
+        lock.unlock()
+        logger.info("job service drained")
+    }
+
+    // MARK: - Workers
+
+    private func workerLoop() {
+        while let entry = nextJob() {
+            execute(entry)
+        }
+        lock.withLock {
+            liveWorkers -= 1
+            lock.broadcast()
+        }
+    }
+
+    /// Blocks until a job is queued (then marks it running) or the service drains (nil).
+    private func nextJob() -> Entry? {
+        lock.lock()
+        defer { lock.unlock() }
+        while true {
+            if !accepting { return nil }
+            if !queue.isEmpty {
+                let id = queue.removeFirst()
+                metrics.queueDepth.record(queue.count)
+                guard let entry = entries[id], entry.record.status == .queued, !entry.deleted else { continue }
+                let now = configuration.now()
+                entry.record.status = .running
+                entry.record.startedAt = now
+                entry.record.attempts += 1
+                entry.record.progress = JobProgress(step: 0, steps: entry.record.parameters.steps)
+                entry.record.revision += 1
+                entry.runStart = ContinuousClock.now
+                running += 1
+                metrics.running.record(running)
+                emitLocked(entry, kind: .progress)
+                return entry
+            }
+            if !lock.wait(until: Date(timeIntervalSinceNow: 60)) {
+                lock.unlock()
+                sweepExpired()
+                lock.lock()
+            }
+        }
+    }
+
+    /// What a worker does between two steps.
+    private enum Verdict { case proceed, cancel, requeue, abandon }
+
+    private func verdict(_ entry: Entry) -> Verdict {
+        lock.withLock {
+            if entry.deleted { return .abandon }
+            if entry.record.cancelRequested { return .cancel }
+            if let deadline = drainDeadline, ContinuousClock.now >= deadline { return .requeue }
+            return .proceed
+        }
+    }
+
+    private func execute(_ entry: Entry) {
+        defer {
+            lock.withLock {
+                running -= 1
+                metrics.running.record(running)
+            }
+        }
+        persistLogging(entry)
+        let (parameters, previewEvery, id) = lock.withLock {
+            (entry.record.parameters, entry.record.previewEvery, entry.record.id)
+        }
+        guard let checkpoint = entry.checkpoint else {
+            finish(entry, status: .failed, error: "model '\(entry.record.model)' is not loaded")
+            return
+        }
+        let run: SamplingRun
+        do {
+            run = try SamplingRun(checkpoint: checkpoint, parameters: parameters)
+        } catch {
+            finish(entry, status: .failed, error: "\(error)")
+            return
+        }
+        let stepTimer = metrics.stepSeconds[checkpoint.name]
+        while !run.isFinished {
+            switch verdict(entry) {
+            case .proceed: break
+            case .cancel:
+                finish(entry, status: .canceled, error: nil)
+                return
+            case .requeue:
+                requeue(entry)
+                return
+            case .abandon:
+                return
+            }
+            let start = ContinuousClock.now
+            run.step()
+            let duration = start.duration(to: .now)
+            stepTimer?.recordNanoseconds(duration.components.seconds * 1_000_000_000
+                                         + duration.components.attoseconds / 1_000_000_000)
+            afterStep(entry, stepsDone: run.stepsDone)
+            if previewEvery > 0 && run.stepsDone % previewEvery == 0 && !run.isFinished {
+                publishPreview(entry, images: run.estimate(), step: run.stepsDone)
+            }
+        }
+        let images = run.estimate()
+        do {
+            entry.writeLock.lock()
+            defer { entry.writeLock.unlock() }
+            if !lock.withLock({ entry.deleted }) {
+                for (index, image) in images.enumerated() {
+                    let data = try encode { try encoder.encode(image) }
+                    try store.writeAtomically(data, to: store.imageFile(of: id, index: index))
+                }
+            }
+        } catch {
+            logger.error("cannot store the images of a job", metadata: ["job": "\(id)", "error": "\(error)"])
+            finish(entry, status: .failed, error: "cannot store the images: \(error)")
+            return
+        }
+        publishPreview(entry, images: images, step: run.stepsDone, emit: false)
+        finish(entry, status: .succeeded, error: nil, imageCount: images.count)
+    }
+
+    private func encode(_ body: () throws -> Data) throws(JobError) -> Data {
+        do {
+            return try body()
+        } catch {
+            throw .storage(path: "(encoder)", message: "cannot encode an image: \(error)")
+        }
+    }
+
+    private func afterStep(_ entry: Entry, stepsDone: Int) {
+        lock.withLock {
+            guard !entry.deleted else { return }
+            let elapsed = entry.runStart.map { Self.seconds($0.duration(to: .now)) } ?? 0
+            let steps = entry.record.parameters.steps
+            let perStep = stepsDone > 0 ? elapsed / Double(stepsDone) : nil
+            entry.record.progress = JobProgress(
+                step: stepsDone, steps: steps, elapsedSeconds: elapsed,
+                etaSeconds: perStep.map { $0 * Double(steps - stepsDone) }, secondsPerStep: perStep)
+            entry.record.revision += 1
+            emitLocked(entry, kind: .progress)
+        }
+    }
+
+    /// Encodes the images as one preview, writes `preview.<ext>`, keeps it in memory, tells the
+    /// subscribers. A failure costs only the preview: logged.
+    private func publishPreview(_ entry: Entry, images: [ImagePixels], step: Int, emit: Bool = true) {
+        let id = entry.record.id
+        do {
+            let data = try encode { try encoder.encodePreview(images) }
+            entry.writeLock.lock()
+            defer { entry.writeLock.unlock() }
+            if !lock.withLock({ entry.deleted }) {
+                try store.writeAtomically(data, to: store.previewFile(of: id))
+            }
+            lock.withLock {
+                guard !entry.deleted else { return }
+                entry.preview = JobImage(step: step, data: data)
+                entry.record.previewStep = step
+                entry.record.revision += 1
+                if emit { emitLocked(entry, kind: .preview) }
+            }
+        } catch {
+            logger.warning("preview failed", metadata: ["job": "\(id)", "error": "\(error)"])
+        }
+    }
+
+    /// Puts a job into a final state, persists it, then tells the subscribers (so a subscriber
+    /// that sees `succeeded` finds the images on disk).
+    private func finish(_ entry: Entry, status: JobStatus, error: String?, imageCount: Int = 0) {
+        let proceed = lock.withLock { () -> Bool in
+            guard !entry.deleted, !entry.record.status.isFinished else { return false }
+            entry.record.status = status
+            entry.record.finishedAt = configuration.now()
+            entry.record.error = error
+            entry.record.imageCount = imageCount
+            if status == .succeeded {
+                entry.record.progress.etaSeconds = 0
+            }
+            entry.record.revision += 1
+            return true
+        }
+        guard proceed else { return }
+        persistLogging(entry)
+        lock.withLock {
+            if let kind = Self.terminalKind(status) {
+                emitLocked(entry, kind: kind, preview: status == .succeeded ? entry.preview : nil)
+            }
+        }
+        metrics.finished(status)
+        if let error {
+            logger.warning("job failed", metadata: ["job": "\(entry.record.id)", "error": "\(error)"])
+        }
+        sweepExpired()
+    }
+
+    /// Drain deadline passed mid-run: back to queued, on disk, for the next start.
+    private func requeue(_ entry: Entry) {
+        lock.withLock {
+            entry.record.status = .queued
+            entry.record.startedAt = nil
+            entry.record.progress = JobProgress(step: 0, steps: entry.record.parameters.steps)
+            entry.record.previewStep = nil
+            entry.preview = nil
+            entry.record.revision += 1
+        }
+        persistLogging(entry)
+        lock.withLock { emitLocked(entry, kind: .requeued) }
+        logger.info("running job persisted as queued for the next start", metadata: ["job": "\(entry.record.id)"])
+    }
+
+    // MARK: - Persistence
+
+    /// Writes the entry's current record. Reading it inside the write lock means the last write
+    /// always carries the latest state, whatever order concurrent writers come in.
+    private func persist(_ entry: Entry) throws(JobError) {
+        entry.writeLock.lock()
+        defer { entry.writeLock.unlock() }
+        let (record, deleted) = lock.withLock { (entry.record, entry.deleted) }
+        guard !deleted else { return }
+        try store.write(record)
+    }
+
+    private func persistLogging(_ entry: Entry) {
+        do {
+            try persist(entry)
+        } catch {
+            logger.error("cannot persist a job record", metadata: ["job": "\(entry.record.id)", "error": "\(error)"])
+        }
+    }
+
+    /// Loads the state directory: finished jobs as they are; queued and interrupted ones reset
+    /// to queued (a requested cancel is honoured instead), in creation order.
+    private func recover() throws(JobError) {
+        for tombstone in store.loadTombstones(logger: logger) {
+            tombstones[tombstone.id] = tombstone.removedAt
+        }
+        let records = try store.loadAll(logger: logger)
+        var requeued: [Entry] = []
+        for var record in records {
+            var changed = false
+            let checkpoint = modelsByName[record.model]
+            if !record.status.isFinished {
+                record.startedAt = nil
+                record.progress = JobProgress(step: 0, steps: record.parameters.steps)
+                record.previewStep = nil
+                record.revision += 1
+                changed = true
+                if record.cancelRequested {
+                    record.status = .canceled
+                    record.finishedAt = configuration.now()
+                } else if checkpoint == nil {
+                    record.status = .failed
+                    record.finishedAt = configuration.now()
+                    record.error = "model '\(record.model)' is not loaded"
+                } else {
+                    record.status = .queued
+                }
+            }
+            let entry = Entry(record: record, checkpoint: checkpoint)
+            entries[record.id] = entry
+            tombstones[record.id] = nil
+            if let key = record.idempotencyKey { idempotency[key] = record.id }
+            if record.status == .queued { requeued.append(entry) }
+            if changed { try persist(entry) }
+        }
+        queue = requeued
+            .sorted { ($0.record.createdAt, $0.record.id) < ($1.record.createdAt, $1.record.id) }
+            .map(\.record.id)
+        metrics.queueDepth.record(queue.count)
+        logger.info("job store loaded", metadata: [
+            "jobs": "\(entries.count)", "requeued": "\(queue.count)", "tombstones": "\(tombstones.count)",
+        ])
+        let expired = expiredLocked()
+        removeLocked(expired)
+        try removeFiles(expired)
+    }
+
+    // MARK: - Helpers (call with `lock` held)
+
+    private func entryLocked(_ id: JobID) throws(JobError) -> Entry {
+        if let entry = entries[id], !entry.deleted { return entry }
+        if tombstones[id] != nil { throw .gone(id) }
+        throw .notFound(id)
+    }
+
+    private func snapshotLocked(_ entry: Entry) -> JobSnapshot {
+        let record = entry.record
+        let position = record.status == .queued ? queue.firstIndex(of: record.id).map { $0 + 1 } : nil
+        return JobSnapshot(
+            id: record.id, model: record.model, parameters: record.parameters,
+            previewEvery: record.previewEvery, status: record.status, queuePosition: position,
+            progress: record.progress, createdAt: record.createdAt, startedAt: record.startedAt,
+            finishedAt: record.finishedAt, error: record.error, revision: record.revision,
+            idempotencyKey: record.idempotencyKey, cancelRequested: record.cancelRequested,
+            previewStep: record.previewStep, imageCount: record.imageCount,
+            attempts: record.attempts, request: record.request)
+    }
+
+    private func emitLocked(_ entry: Entry, kind: JobEvent.Kind, preview: JobImage? = nil) {
+        entry.subscribers.removeAll { !$0.isOpen }
+        guard !entry.subscribers.isEmpty else { return }
+        let event = JobEvent(kind: kind, job: snapshotLocked(entry),
+                             preview: kind == .preview ? entry.preview : preview)
+        for subscriber in entry.subscribers { subscriber.push(event) }
+        if event.isTerminal { entry.subscribers.removeAll() }
+    }
+
+    private static func terminalKind(_ status: JobStatus) -> JobEvent.Kind? {
+        switch status {
+        case .succeeded: .succeeded
+        case .failed: .failed
+        case .canceled: .canceled
+        case .queued, .running: nil
+        }
+    }
+
+    /// Seconds until a running job should be done, for Retry-After.
+    private func retryAfterLocked() -> Int {
+        let etas = entries.values.compactMap { $0.record.status == .running ? $0.record.progress.etaSeconds : nil }
+        guard let soonest = etas.min() else { return max(1, configuration.fallbackRetryAfter) }
+        return max(1, Int(soonest.rounded(.up)))
+    }
+
+    private func retryAfterLocked(for entry: Entry) -> Int {
+        if entry.record.status == .running, let eta = entry.record.progress.etaSeconds {
+            return max(1, Int(eta.rounded(.up)))
+        }
+        return retryAfterLocked()
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
+    }
+}

@@ -1,0 +1,254 @@
+// The durable half of the service. Layout under the state directory:
+//
+//   jobs/<id>/job.json        the job record (JobRecord), replaced atomically on every change
+//   jobs/<id>/image-<k>.<ext> final images, written before the record that says "succeeded"
+//   jobs/<id>/preview.<ext>   the latest preview
+//   jobs/<id>/job.json.corrupt a record that could not be read, moved aside at start
+//   tombstones.json           ids of deleted and expired jobs, so readers can tell 410 from 404
+//
+// Every file is written to a temporary name, fsynced, renamed over the old one, and the directory is
+// fsynced: after a crash a file is either the old version or the new one, never half of each.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import Logging
+import RINDiffusion
+
+/// `write(2)`, under a name that `JobStore.write(_:)` does not shadow.
+private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
+    write(fd, buffer, count)
+}
+
+/// What `job.json` holds (format 1).
+struct JobRecord: Codable, Sendable {
+    var formatVersion: Int = 1
+    var id: JobID
+    var model: String
+    var request: JobRequest
+    var parameters: SamplingParameters
+    var previewEvery: Int
+    var status: JobStatus
+    var progress: JobProgress
+    var createdAt: Date
+    var startedAt: Date?
+    var finishedAt: Date?
+    var error: String?
+    var revision: Int
+    var idempotencyKey: String?
+    var cancelRequested: Bool = false
+    var previewStep: Int?
+    var imageCount: Int = 0
+    var attempts: Int = 0
+}
+
+/// A deleted or expired job.
+struct Tombstone: Codable, Sendable {
+    var id: JobID
+    var removedAt: Date
+}
+
+/// Reads and writes the state directory. Holds no state of its own beyond paths: callers order
+/// the writes of one job (see `JobService`'s per-job write lock).
+struct JobStore: Sendable {
+    let root: URL
+    let fileExtension: String
+    /// Tombstones kept at most; the oldest are forgotten first (then such an id answers 404).
+    static let maxTombstones = 10_000
+
+    var jobsDirectory: URL { root.appendingPathComponent("jobs", isDirectory: true) }
+    var tombstonesFile: URL { root.appendingPathComponent("tombstones.json") }
+
+    func directory(of id: JobID) -> URL {
+        jobsDirectory.appendingPathComponent(id.rawValue, isDirectory: true)
+    }
+    func recordFile(of id: JobID) -> URL { directory(of: id).appendingPathComponent("job.json") }
+    func imageFile(of id: JobID, index: Int) -> URL {
+        directory(of: id).appendingPathComponent("image-\(index).\(fileExtension)")
+    }
+    func previewFile(of id: JobID) -> URL {
+        directory(of: id).appendingPathComponent("preview.\(fileExtension)")
+    }
+
+    /// Creates the state and jobs directories if needed.
+    func prepare() throws(JobError) {
+        try makeDirectory(jobsDirectory)
+    }
+
+    func makeDirectory(_ url: URL) throws(JobError) {
+        do {
+            try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        } catch {
+            throw .storage(path: url.path, message: "\(error)")
+        }
+    }
+
+    // MARK: Records
+
+    static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        // Seconds as a float keep sub-second order, which re-queueing by creation time needs.
+        encoder.dateEncodingStrategy = .secondsSince1970
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        return encoder
+    }
+
+    static func decoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .secondsSince1970
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return decoder
+    }
+
+    /// Writes a new job's directory and record; durable when it returns.
+    func create(_ record: JobRecord) throws(JobError) {
+        let directory = directory(of: record.id)
+        try makeDirectory(directory)
+        try fsyncDirectory(jobsDirectory)
+        try write(record)
+    }
+
+    func write(_ record: JobRecord) throws(JobError) {
+        let data: Data
+        do {
+            data = try Self.encoder().encode(record)
+        } catch {
+            throw .storage(path: recordFile(of: record.id).path, message: "cannot encode: \(error)")
+        }
+        try writeAtomically(data, to: recordFile(of: record.id))
+    }
+
+    /// Removes a job's directory with everything in it. Missing is fine (idempotent).
+    func remove(_ id: JobID) throws(JobError) {
+        let directory = directory(of: id)
+        guard FileManager.default.fileExists(atPath: directory.path) else { return }
+        do {
+            try FileManager.default.removeItem(at: directory)
+        } catch {
+            throw .storage(path: directory.path, message: "\(error)")
+        }
+        try fsyncDirectory(jobsDirectory)
+    }
+
+    /// Loads every readable record. A record that cannot be decoded is renamed to
+    /// `job.json.corrupt` and logged; a directory without a record (a crash between mkdir and the
+    /// first write) is logged and skipped. Neither stops the start.
+    func loadAll(logger: Logger) throws(JobError) -> [JobRecord] {
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: jobsDirectory.path)
+        } catch {
+            throw .storage(path: jobsDirectory.path, message: "\(error)")
+        }
+        var records: [JobRecord] = []
+        for name in names.sorted() {
+            guard let id = JobID(name) else {
+                logger.warning("ignoring unexpected entry in the jobs directory", metadata: ["name": "\(name)"])
+                continue
+            }
+            let file = recordFile(of: id)
+            guard let data = FileManager.default.contents(atPath: file.path) else {
+                logger.warning("job directory without a record; skipped", metadata: ["job": "\(id)"])
+                continue
+            }
+            do {
+                let record = try Self.decoder().decode(JobRecord.self, from: data)
+                guard record.id == id, record.formatVersion == 1 else {
+                    throw DecodingError.dataCorrupted(.init(
+                        codingPath: [], debugDescription: "id \(record.id) or format \(record.formatVersion) does not match"))
+                }
+                records.append(record)
+            } catch {
+                let aside = file.appendingPathExtension("corrupt")
+                logger.error("corrupt job record moved aside", metadata: [
+                    "job": "\(id)", "file": "\(aside.path)", "error": "\(error)",
+                ])
+                _ = try? FileManager.default.removeItem(at: aside)
+                if rename(file.path, aside.path) != 0 {
+                    logger.error("cannot move corrupt record aside", metadata: ["errno": "\(errno)"])
+                }
+            }
+        }
+        return records
+    }
+
+    // MARK: Tombstones
+
+    func loadTombstones(logger: Logger) -> [Tombstone] {
+        guard let data = FileManager.default.contents(atPath: tombstonesFile.path) else { return [] }
+        do {
+            return try Self.decoder().decode([Tombstone].self, from: data)
+        } catch {
+            // Losing tombstones only turns some 410s into 404s: log and go on.
+            logger.error("unreadable tombstones file ignored", metadata: ["error": "\(error)"])
+            return []
+        }
+    }
+
+    func writeTombstones(_ tombstones: [Tombstone]) throws(JobError) {
+        let data: Data
+        do {
+            data = try Self.encoder().encode(tombstones)
+        } catch {
+            throw .storage(path: tombstonesFile.path, message: "cannot encode: \(error)")
+        }
+        try writeAtomically(data, to: tombstonesFile)
+    }
+
+    // MARK: Files
+
+    /// Writes `data` to a temporary file beside `url`, fsyncs it, renames it over `url`, fsyncs the
+    /// directory (POSIX rename is atomic; the directory fsync makes the rename itself durable).
+    func writeAtomically(_ data: Data, to url: URL) throws(JobError) {
+        let directory = url.deletingLastPathComponent()
+        let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).tmp")
+        let fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw .storage(path: temporary.path, message: Self.errnoMessage()) }
+        var failure: String?
+        data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
+            var offset = 0
+            while offset < buffer.count {
+                let written = posixWrite(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    failure = Self.errnoMessage()
+                    return
+                }
+                offset += written
+            }
+        }
+        if failure == nil, fsync(fd) != 0 { failure = Self.errnoMessage() }
+        close(fd)
+        if let failure {
+            unlink(temporary.path)
+            throw .storage(path: temporary.path, message: failure)
+        }
+        guard rename(temporary.path, url.path) == 0 else {
+            let message = Self.errnoMessage()
+            unlink(temporary.path)
+            throw .storage(path: url.path, message: message)
+        }
+        try fsyncDirectory(directory)
+    }
+
+    func fsyncDirectory(_ url: URL) throws(JobError) {
+        let fd = open(url.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw .storage(path: url.path, message: Self.errnoMessage()) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw .storage(path: url.path, message: Self.errnoMessage()) }
+    }
+
+    func read(_ url: URL) throws(JobError) -> Data {
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw .storage(path: url.path, message: "missing or unreadable")
+        }
+        return data
+    }
+
+    static func errnoMessage() -> String { String(cString: strerror(errno)) }
+}

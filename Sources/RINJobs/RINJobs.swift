@@ -1,1 +1,0 @@
-// RINJobs: under construction in this session.
