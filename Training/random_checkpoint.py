@@ -66,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     model = random_model(cfg, args.seed)
-    out = rin.save_checkpoint(model, args.output, dtype=args.dtype,
-                              metadata={"format": "pt", "random_seed": str(args.seed)})
+    # One metadata key only: safetensors writes the metadata map in hash order, so two keys would make
+    # the file's bytes differ from run to run.
+    out = rin.save_checkpoint(model, args.output, dtype=args.dtype, metadata={"random_seed": str(args.seed)})
     params = sum(p.numel() for p in model.parameters())
     print(f"wrote {out} ({params} parameters, {args.dtype})")
     return 0
