@@ -1,0 +1,12 @@
+/// The deterministic DDIM update (Song, Meng, Ermon 2021, "Denoising Diffusion Implicit Models",
+/// eq. 12 with sigma_t = 0), in the continuous-time gamma form of RIN's official sampler:
+/// x_{t'} = sqrt(gamma') x0 + sqrt(1 - gamma') eps, with x0 clipped to [-1, 1] and eps re-derived
+/// from it. Leaves out DDIM's eta > 0 family (eta = 1 is the DDPM sampler in DDPMSampler.swift).
+public enum DDIMSampler {
+    /// x (v) = sqrt(g') x0 (v) + sqrt(1 - g') eps (v).
+    public static func update(x: UnsafeMutablePointer<Float>, x0: UnsafePointer<Float>, eps: UnsafePointer<Float>,
+                              gammaNext: Double, count v: Int) {
+        let a = Float(gammaNext.squareRoot()), b = Float((1 - gammaNext).squareRoot())
+        for i in 0..<v { x[i] = a * x0[i] + b * eps[i] }
+    }
+}

@@ -1,1 +1,0 @@
-// RINDiffusion: under construction in this session.

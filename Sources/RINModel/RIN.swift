@@ -1,0 +1,521 @@
+import Foundation
+import RINTensor
+
+// The Recurrent Interface Network (Jabri, Fleet, Chen, ICML 2023), bottom-up: weight sources,
+// linear and LayerNorm weights, feed-forward, attention, the read / compute / write blocks, the
+// model, and its forward pass. The checkpoint's tensor names appear in this file only
+// (checkpoints/README.md is the contract; ../shared/spec/RIN.md the architecture).
+//
+// Shape legend (one image; a batch stacks B of them along the first axis)
+//   F, H, W, Cc  frames, height, width, channels of the image (channels last)
+//   p, pt        patch size and tube length;  n = (F/pt)(H/p)(W/p) tokens;  P = pt*p*p*Cc
+//   D            interface width;  Fi = r_i D its feed-forward width;  Hi read/write heads
+//   m            latents (time and class tokens included);  L latent width;  Fl = r_l L;  Hl heads
+//   Ci           min(D, L): inner width of the read and write attention
+//   X            the interface (n, D);  Z the latents (m, L)
+
+// MARK: - Weight sources
+
+/// What a tensor is for: decides the random initialisation of in-memory test and benchmark models.
+enum WeightRole {
+    case linearWeight(fanIn: Int)
+    case bias
+    case normWeight
+    case normBias
+    /// LN0 of latent self-conditioning, zero-initialised in training.
+    case zeroInitNorm
+    case embedding
+}
+
+/// Where the network's weights come from when it is built: a checkpoint file, random numbers, or
+/// nothing (to list the tensors the architecture needs).
+protocol WeightSource {
+    /// Buffers the handed-out pointers live in; the network keeps them alive.
+    var storages: [TensorStorage] { get }
+    mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float>
+}
+
+/// Reads the tensors of a safetensors file, checking shape and dtype; remembers which were used so
+/// leftovers can be reported.
+struct FileWeights: WeightSource {
+    let file: SafeTensorsFile
+    var used: Set<String> = []
+    var storages: [TensorStorage] = []
+
+    init(file: SafeTensorsFile) {
+        self.file = file
+        storages = [file.map]
+    }
+
+    mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float> {
+        guard let entry = file.entries[name] else { throw .missingTensor(path: file.path, tensor: name) }
+        guard entry.shape == shape else {
+            throw .wrongShape(path: file.path, tensor: name, expected: shape, found: entry.shape)
+        }
+        let (pointer, storage) = try file.floats(name)
+        used.insert(name)
+        if storage !== file.map { storages.append(storage) }
+        return pointer
+    }
+
+    /// Fails on the first tensor (in name order) that the architecture did not ask for.
+    func checkNoLeftovers() throws(CheckpointError) {
+        if let extra = file.entries.keys.filter({ !used.contains($0) }).sorted().first {
+            throw .unexpectedTensor(path: file.path, tensor: extra)
+        }
+    }
+}
+
+/// Deterministic random weights (SplitMix64 uniforms) for benchmarks and tests.
+struct RandomWeights: WeightSource {
+    var state: UInt64
+    let zeroLatentConditioning: Bool
+    var storages: [TensorStorage] = []
+
+    init(seed: UInt64, zeroLatentConditioning: Bool) {
+        state = seed &+ 0x5EED
+        self.zeroLatentConditioning = zeroLatentConditioning
+    }
+
+    mutating func uniform() -> Float {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return Float(Double(z >> 11) * 0x1p-53) * 2 - 1   // [-1, 1)
+    }
+
+    mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float> {
+        let count = shape.reduce(1, *)
+        let storage = TensorStorage(floats: count)
+        let p = storage.floats
+        for i in 0..<count {
+            switch role {
+            case .linearWeight(let fanIn): p[i] = uniform() / Float(fanIn).squareRoot()
+            case .bias: p[i] = 0.02 * uniform()
+            case .normWeight: p[i] = 1 + 0.1 * uniform()
+            case .normBias: p[i] = 0.1 * uniform()
+            case .zeroInitNorm: p[i] = zeroLatentConditioning ? 0 : 0.5 * uniform()
+            case .embedding: p[i] = 0.5 * uniform()
+            }
+        }
+        storages.append(storage)
+        return UnsafePointer(p)
+    }
+}
+
+/// Records the names and shapes asked for; hands out one shared dummy value (never read).
+struct ShapeRecorder: WeightSource {
+    var tensors: [(name: String, shape: [Int])] = []
+    static let dummy = TensorStorage(floats: 1)
+    var storages: [TensorStorage] { [Self.dummy] }
+    mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float> {
+        tensors.append((name, shape))
+        return UnsafePointer(Self.dummy.floats)
+    }
+}
+
+// MARK: - Layers
+
+/// y = x W^T + b with W (outputs, inputs) as PyTorch stores it.
+struct Linear {
+    let weight: UnsafePointer<Float>   // (outputs, inputs)
+    let bias: UnsafePointer<Float>     // (outputs)
+    let inputs: Int
+    let outputs: Int
+
+    init(_ source: inout some WeightSource, _ name: String, inputs: Int, outputs: Int) throws(CheckpointError) {
+        weight = try source.take(name + ".weight", [outputs, inputs], .linearWeight(fanIn: inputs))
+        bias = try source.take(name + ".bias", [outputs], .bias)
+        self.inputs = inputs
+        self.outputs = outputs
+    }
+
+    /// out (N, outputs) = inp (N, inputs) W^T + b
+    func callAsFunction(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, rows: Int) {
+        linear(out, inp, weight, bias, rows, inputs, outputs)
+    }
+
+    /// out (N, outputs) += inp (N, inputs) W^T + b
+    func accumulate(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, rows: Int) {
+        linearAccumulate(out, inp, weight, bias, rows, inputs, outputs)
+    }
+}
+
+/// LayerNorm with gain and bias, eps 1e-6, population variance.
+struct LayerNormWeights {
+    let weight: UnsafePointer<Float>   // (width)
+    let bias: UnsafePointer<Float>     // (width)
+    let width: Int
+
+    init(_ source: inout some WeightSource, _ name: String, width: Int, zeroInit: Bool = false) throws(CheckpointError) {
+        weight = try source.take(name + ".weight", [width], zeroInit ? .zeroInitNorm : .normWeight)
+        bias = try source.take(name + ".bias", [width], zeroInit ? .zeroInitNorm : .normBias)
+        self.width = width
+    }
+
+    func callAsFunction(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, rows: Int) {
+        layerNorm(out, inp, weight, bias, rows, width)
+    }
+}
+
+/// FF(x) = fc2(GELU(fc1(x))), exact erf GELU.
+struct FeedForward {
+    let fc1: Linear   // (hidden, width)
+    let fc2: Linear   // (width, hidden)
+
+    init(_ source: inout some WeightSource, _ name: String, width: Int, hidden: Int) throws(CheckpointError) {
+        fc1 = try Linear(&source, name + ".fc1", inputs: width, outputs: hidden)
+        fc2 = try Linear(&source, name + ".fc2", inputs: hidden, outputs: width)
+    }
+
+    /// residual (N, width) += FF(inp (N, width)); hidden (N, hidden) is scratch.
+    func accumulate(_ residual: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
+                    hidden: UnsafeMutablePointer<Float>, rows: Int) {
+        linearGELU(hidden, inp, fc1.weight, fc1.bias, rows, fc1.inputs, fc1.outputs)
+        fc2.accumulate(residual, hidden, rows: rows)
+    }
+
+    /// out (N, width) = FF(inp (N, width)).
+    func callAsFunction(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
+                        hidden: UnsafeMutablePointer<Float>, rows: Int) {
+        linearGELU(hidden, inp, fc1.weight, fc1.bias, rows, fc1.inputs, fc1.outputs)
+        fc2(out, hidden, rows: rows)
+    }
+}
+
+/// Multi-head attention with biased q, k, v, out projections; heads are contiguous slices of the
+/// inner width; scale 1/sqrt(head width).
+struct Attention {
+    let q: Linear     // (inner, queryWidth)
+    let k: Linear     // (inner, contextWidth)
+    let v: Linear     // (inner, contextWidth)
+    let out: Linear   // (queryWidth, inner)
+    let heads: Int
+    let inner: Int
+
+    init(_ source: inout some WeightSource, _ name: String, queryWidth: Int, contextWidth: Int,
+         inner: Int, heads: Int) throws(CheckpointError) {
+        q = try Linear(&source, name + ".q", inputs: queryWidth, outputs: inner)
+        k = try Linear(&source, name + ".k", inputs: contextWidth, outputs: inner)
+        v = try Linear(&source, name + ".v", inputs: contextWidth, outputs: inner)
+        out = try Linear(&source, name + ".out", inputs: inner, outputs: queryWidth)
+        self.heads = heads
+        self.inner = inner
+    }
+
+    /// residual (B*Nq, queryWidth) += MHA(query (B*Nq, queryWidth), context (B*Nk, contextWidth)),
+    /// image by image; all projections run over the whole batch as one product.
+    func accumulate(_ residual: UnsafeMutablePointer<Float>, query: UnsafePointer<Float>, queries: Int,
+                    context: UnsafePointer<Float>, keys: Int, batch: Int, workspace ws: RINWorkspace) {
+        q(ws.q, query, rows: batch * queries)
+        k(ws.k, context, rows: batch * keys)
+        v(ws.v, context, rows: batch * keys)
+        for b in 0..<batch {
+            attention(ws.attended + b * queries * inner, ws.scores,
+                      ws.q + b * queries * inner, ws.k + b * keys * inner, ws.v + b * keys * inner,
+                      queries, keys, inner, heads)
+        }
+        out.accumulate(residual, ws.attended, rows: batch * queries)
+    }
+}
+
+// MARK: - Blocks
+
+/// Latents read the interface: Z += MHA(LN(Z), X); Z += FF(LN(Z)). Keys and values are raw X.
+struct ReadBlock {
+    let attnNorm: LayerNormWeights   // (L)
+    let attn: Attention              // L <- D, inner Ci, Hi heads
+    let ffNorm: LayerNormWeights     // (L)
+    let ff: FeedForward              // L -> Fl -> L
+
+    init(_ source: inout some WeightSource, _ name: String, _ c: RINConfig) throws(CheckpointError) {
+        let L = c.latents.dim
+        attnNorm = try LayerNormWeights(&source, name + ".attn_norm", width: L)
+        attn = try Attention(&source, name + ".attn", queryWidth: L, contextWidth: c.interface.dim,
+                             inner: c.crossWidth, heads: c.interface.heads)
+        ffNorm = try LayerNormWeights(&source, name + ".ff_norm", width: L)
+        ff = try FeedForward(&source, name + ".ff", width: L, hidden: c.latentHidden)
+    }
+
+    func callAsFunction(z: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, batch: Int,
+                        m: Int, n: Int, workspace ws: RINWorkspace) {
+        attnNorm(ws.zNorm, z, rows: batch * m)
+        attn.accumulate(z, query: ws.zNorm, queries: m, context: x, keys: n, batch: batch, workspace: ws)
+        ffNorm(ws.zNorm, z, rows: batch * m)
+        ff.accumulate(z, ws.zNorm, hidden: ws.hidden, rows: batch * m)
+    }
+}
+
+/// Latent self-attention: Z += MHA(LN(Z), LN(Z)); Z += FF(LN(Z)).
+struct ComputeLayer {
+    let attnNorm: LayerNormWeights   // (L)
+    let attn: Attention              // L <- L, inner L, Hl heads
+    let ffNorm: LayerNormWeights     // (L)
+    let ff: FeedForward              // L -> Fl -> L
+
+    init(_ source: inout some WeightSource, _ name: String, _ c: RINConfig) throws(CheckpointError) {
+        let L = c.latents.dim
+        attnNorm = try LayerNormWeights(&source, name + ".attn_norm", width: L)
+        attn = try Attention(&source, name + ".attn", queryWidth: L, contextWidth: L, inner: L, heads: c.latents.heads)
+        ffNorm = try LayerNormWeights(&source, name + ".ff_norm", width: L)
+        ff = try FeedForward(&source, name + ".ff", width: L, hidden: c.latentHidden)
+    }
+
+    func callAsFunction(z: UnsafeMutablePointer<Float>, batch: Int, m: Int, workspace ws: RINWorkspace) {
+        attnNorm(ws.zNorm, z, rows: batch * m)
+        attn.accumulate(z, query: ws.zNorm, queries: m, context: ws.zNorm, keys: m, batch: batch, workspace: ws)
+        ffNorm(ws.zNorm, z, rows: batch * m)
+        ff.accumulate(z, ws.zNorm, hidden: ws.hidden, rows: batch * m)
+    }
+}
+
+/// The interface reads the latents back: X += MHA(LN(X), Z); X += FF(LN(X)). Keys and values are raw Z.
+struct WriteBlock {
+    let attnNorm: LayerNormWeights   // (D)
+    let attn: Attention              // D <- L, inner Ci, Hi heads
+    let ffNorm: LayerNormWeights     // (D)
+    let ff: FeedForward              // D -> Fi -> D
+
+    init(_ source: inout some WeightSource, _ name: String, _ c: RINConfig) throws(CheckpointError) {
+        let D = c.interface.dim
+        attnNorm = try LayerNormWeights(&source, name + ".attn_norm", width: D)
+        attn = try Attention(&source, name + ".attn", queryWidth: D, contextWidth: c.latents.dim,
+                             inner: c.crossWidth, heads: c.interface.heads)
+        ffNorm = try LayerNormWeights(&source, name + ".ff_norm", width: D)
+        ff = try FeedForward(&source, name + ".ff", width: D, hidden: c.interfaceHidden)
+    }
+
+    func callAsFunction(x: UnsafeMutablePointer<Float>, z: UnsafePointer<Float>, batch: Int,
+                        m: Int, n: Int, workspace ws: RINWorkspace) {
+        attnNorm(ws.xNorm, x, rows: batch * n)
+        attn.accumulate(x, query: ws.xNorm, queries: n, context: z, keys: m, batch: batch, workspace: ws)
+        ffNorm(ws.xNorm, x, rows: batch * n)
+        ff.accumulate(x, ws.xNorm, hidden: ws.hidden, rows: batch * n)
+    }
+}
+
+/// One RIN block: read, K compute layers, write.
+struct Block {
+    let read: ReadBlock
+    let compute: [ComputeLayer]
+    let write: WriteBlock
+
+    init(_ source: inout some WeightSource, _ name: String, _ c: RINConfig) throws(CheckpointError) {
+        read = try ReadBlock(&source, name + ".read", c)
+        var layers: [ComputeLayer] = []
+        for j in 0..<c.layersPerBlock { layers.append(try ComputeLayer(&source, name + ".compute.\(j)", c)) }
+        compute = layers
+        write = try WriteBlock(&source, name + ".write", c)
+    }
+}
+
+// MARK: - The model
+
+/// The RIN network: `forward(x, gamma, classes, latentsIn) -> (prediction, latentsOut)`.
+///
+/// Weights are immutable after construction and shared by every thread; all per-call state lives
+/// in the caller's buffers and `RINWorkspace`, so any number of threads may run `forward`
+/// concurrently, each with its own workspace. The carried latents are an argument (STYLE.md #4).
+public final class RINNetwork: @unchecked Sendable {
+    public let config: RINConfig
+    let patchEmbed: Linear                // (D, P)
+    let patchNorm: LayerNormWeights       // (D)
+    let posEmbed: UnsafePointer<Float>    // (n, D)
+    let time0: Linear                     // (L, L/4)
+    let time2: Linear                     // (L, L)
+    let classEmbed: UnsafePointer<Float>? // (count [+1], L)
+    let learnedLatents: UnsafePointer<Float>  // (m-2 or m-1, L)
+    let selfCondNorm: LayerNormWeights    // (L)
+    let selfCondFF: FeedForward           // L -> Fl -> L
+    let selfCondOutNorm: LayerNormWeights // (L): LN0
+    let blocks: [Block]
+    let readoutNorm: LayerNormWeights     // (D)
+    let readout: Linear                   // (P, D)
+    /// Keeps the memory map and any converted or random buffers alive as long as the weights.
+    private let storages: [TensorStorage]
+
+    init(config c: RINConfig, source: inout some WeightSource) throws(CheckpointError) {
+        config = c
+        let D = c.interface.dim, L = c.latents.dim, P = c.patchValues, n = c.tokenCount
+        patchEmbed = try Linear(&source, "patch_embed", inputs: P, outputs: D)
+        patchNorm = try LayerNormWeights(&source, "patch_norm", width: D)
+        posEmbed = try source.take("pos_embed", [n, D], .embedding)
+        time0 = try Linear(&source, "time_mlp.0", inputs: L / 4, outputs: L)
+        time2 = try Linear(&source, "time_mlp.2", inputs: L, outputs: L)
+        classEmbed = c.classes.count > 0
+            ? try source.take("class_embed.weight", [c.classEmbeddingRows, L], .embedding) : nil
+        learnedLatents = try source.take("latents", [c.learnedLatentCount, L], .embedding)
+        selfCondNorm = try LayerNormWeights(&source, "self_cond.norm", width: L)
+        selfCondFF = try FeedForward(&source, "self_cond.ff", width: L, hidden: c.latentHidden)
+        selfCondOutNorm = try LayerNormWeights(&source, "self_cond.out_norm", width: L, zeroInit: true)
+        var built: [Block] = []
+        for b in 0..<c.blocks { built.append(try Block(&source, "blocks.\(b)", c)) }
+        blocks = built
+        readoutNorm = try LayerNormWeights(&source, "readout_norm", width: D)
+        readout = try Linear(&source, "readout", inputs: D, outputs: P)
+        storages = source.storages
+    }
+
+    /// Loads weights from an opened safetensors file; fails on missing, mis-shaped, unsupported
+    /// or unexpected tensors, naming the tensor.
+    convenience init(config: RINConfig, file: SafeTensorsFile) throws(CheckpointError) {
+        var source = FileWeights(file: file)
+        try self.init(config: config, source: &source)
+        try source.checkNoLeftovers()
+    }
+
+    /// In-memory random weights (deterministic for a seed), for benchmarks and tests.
+    /// `zeroLatentConditioning` zeroes LN0, as a freshly initialised model has it.
+    public convenience init(config: RINConfig, randomSeed: UInt64, zeroLatentConditioning: Bool = false) {
+        var source = RandomWeights(seed: randomSeed, zeroLatentConditioning: zeroLatentConditioning)
+        // A random source never throws.
+        try! self.init(config: config, source: &source)
+    }
+
+    /// Every tensor the architecture needs for `config`, with its shape, in construction order.
+    public static func tensorShapes(for config: RINConfig) -> [(name: String, shape: [Int])] {
+        var recorder = ShapeRecorder()
+        _ = try! RINNetwork(config: config, source: &recorder)
+        return recorder.tensors
+    }
+
+    /// Random weights as safetensors tensors (the same values `init(config:randomSeed:)` builds),
+    /// for writing test checkpoints.
+    public static func randomTensors(for config: RINConfig, seed: UInt64,
+                                     zeroLatentConditioning: Bool = false) -> [SafeTensorsWriter.Tensor] {
+        var recorder = RecordingRandomWeights(
+            random: RandomWeights(seed: seed, zeroLatentConditioning: zeroLatentConditioning))
+        _ = try! RINNetwork(config: config, source: &recorder)
+        return recorder.tensors
+    }
+
+    // MARK: Forward
+
+    /// One forward pass over a batch.
+    ///
+    /// - prediction: (B, F, H, W, Cc) output, the network's eps / x0 / v prediction.
+    /// - latentsOut: (B, m, L) output Z; used as the working latent array, so it must not alias
+    ///   `latentsIn`.
+    /// - x: (B, F, H, W, Cc) noisy images x_t.
+    /// - gamma: (B) signal power of each image's noise level (clipped to [1e-9, 1 - 1e-9] here).
+    /// - classes: (B) class rows (the null row `count` for the unconditional pass); nil for a
+    ///   model without classes.
+    /// - latentsIn: (B, m, L) Z_prev, or nil for zeros.
+    public func forward(
+        prediction: UnsafeMutablePointer<Float>, latentsOut: UnsafeMutablePointer<Float>,
+        x: UnsafePointer<Float>, gamma: UnsafePointer<Float>, classes: UnsafePointer<Int>?,
+        latentsIn: UnsafePointer<Float>?, batch B: Int, workspace ws: RINWorkspace
+    ) {
+        let c = config
+        precondition(B >= 1 && B <= ws.batch, "forward: batch \(B) exceeds the workspace's \(ws.batch)")
+        precondition(ws.config == c, "forward: workspace built for another configuration")
+        precondition(latentsIn.map { UnsafeRawPointer($0) != UnsafeRawPointer(latentsOut) } ?? true,
+                     "forward: latentsIn and latentsOut must be different buffers")
+        let D = c.interface.dim, L = c.latents.dim, P = c.patchValues, n = c.tokenCount, m = c.latents.count
+        let X = ws.x, Z = latentsOut
+
+        // Interface: X = LN(patchify(x) W_pe^T + b_pe) + pos_embed.
+        patchify(ws.patches, x, B, c.image.frames, c.image.height, c.image.width, c.image.channels,
+                 c.patch.size, c.patch.frames)
+        patchEmbed(ws.xNorm, ws.patches, rows: B * n)
+        patchNorm(X, ws.xNorm, rows: B * n)
+        for b in 0..<B { addInPlace(X + b * n * D, posEmbed, n * D) }
+
+        // Latents: learned table, time token, class token.
+        let learned = c.learnedLatentCount
+        for b in 0..<B {
+            (Z + b * m * L).update(from: learnedLatents, count: learned * L)
+        }
+        for b in 0..<B { timeFeatures(ws.timeFeatures + b * (L / 4), gamma: gamma[b], width: L) }
+        time0(ws.timeHidden, ws.timeFeatures, rows: B)
+        siluInPlace(ws.timeHidden, B * L)
+        // Written straight into row `learned` of every image's Z (row stride m*L).
+        linearStrided(Z + learned * L, m * L, ws.timeHidden, L, time2.weight, time2.bias, B, L, L)
+        if let classEmbed {
+            guard let classes else { preconditionFailure("forward: a class-conditional model needs classes") }
+            for b in 0..<B {
+                precondition(classes[b] >= 0 && classes[b] < c.classEmbeddingRows, "forward: class \(classes[b]) out of range")
+                (Z + (b * m + learned + 1) * L).update(from: classEmbed + classes[b] * L, count: L)
+            }
+        }
+
+        // Latent self-conditioning: Z += LN0(Z_prev + FF(LN(Z_prev))); always applied.
+        let zPrev = latentsIn ?? UnsafePointer(ws.zeros)
+        selfCondNorm(ws.zNorm, zPrev, rows: B * m)
+        selfCondFF(ws.selfCond, ws.zNorm, hidden: ws.hidden, rows: B * m)
+        addInPlace(ws.selfCond, zPrev, B * m * L)
+        selfCondOutNorm(ws.selfCond, ws.selfCond, rows: B * m)
+        addInPlace(Z, ws.selfCond, B * m * L)
+
+        for block in blocks {
+            block.read(z: Z, x: X, batch: B, m: m, n: n, workspace: ws)
+            for layer in block.compute { layer(z: Z, batch: B, m: m, workspace: ws) }
+            block.write(x: X, z: Z, batch: B, m: m, n: n, workspace: ws)
+        }
+
+        // Readout: LN(X) W_ro^T + b_ro, unpatchified.
+        readoutNorm(ws.xNorm, X, rows: B * n)
+        readout(ws.patches, ws.xNorm, rows: B * n)
+        unpatchify(prediction, ws.patches, B, c.image.frames, c.image.height, c.image.width,
+                   c.image.channels, c.patch.size, c.patch.frames)
+        _ = P
+    }
+
+    /// Standardised sinusoidal features of gamma (checkpoints/README.md, "Time token"), computed in
+    /// float32 in the same order as the PyTorch reference (Training/rin/model.py `time_features`):
+    /// the angles reach 1e4 radians, so the rounding of each intermediate matters.
+    func timeFeatures(_ out: UnsafeMutablePointer<Float>, gamma: Float, width L: Int) {
+        let h = L / 8
+        let g = min(max(gamma, Float(1e-9)), Float(1 - 1e-9))
+        let s = g * Float(1e4)
+        let logScale = Float(-log(10000.0))
+        for i in 0..<h {
+            let frequency = expf(logScale * Float(i) / Float(h))
+            let angle = s * frequency
+            out[i] = sinf(angle)
+            out[h + i] = cosf(angle)
+        }
+        var mean: Double = 0
+        for i in 0..<(2 * h) { mean += Double(out[i]) }
+        mean /= Double(2 * h)
+        var variance: Double = 0
+        for i in 0..<(2 * h) { let d = Double(out[i]) - mean; variance += d * d }
+        variance /= Double(2 * h)
+        let meanF = Float(mean), denominator = (Float(variance) + 1e-6).squareRoot()
+        for i in 0..<(2 * h) { out[i] = (out[i] - meanF) / denominator }
+    }
+
+    // MARK: Cost
+
+    /// Floating-point operations of one forward pass for one image (multiply and add counted as
+    /// two), from the configuration alone: every matrix product, attention included. Elementwise
+    /// work (LayerNorm, GELU, softmax) is left out, as is usual for model FLOP counts.
+    public static func flopsPerImage(_ c: RINConfig) -> Double {
+        let n = Double(c.tokenCount), m = Double(c.latents.count), D = Double(c.interface.dim)
+        let L = Double(c.latents.dim), P = Double(c.patchValues), Ci = Double(c.crossWidth)
+        let Fl = Double(c.latentHidden), Fi = Double(c.interfaceHidden)
+        let ffLatent = 2 * 2 * m * L * Fl
+        var total = 2 * n * P * D + 2 * (L / 4 * L + L * L) + ffLatent + 2 * n * D * P
+        let read = 2 * m * L * Ci + 2 * 2 * n * D * Ci + 2 * 2 * m * n * Ci + 2 * m * Ci * L + ffLatent
+        let compute = 4 * 2 * m * L * L + 2 * 2 * m * m * L + ffLatent
+        let write = 2 * n * D * Ci + 2 * 2 * m * L * Ci + 2 * 2 * n * m * Ci + 2 * n * Ci * D + 2 * 2 * n * D * Fi
+        total += Double(c.blocks) * (read + Double(c.layersPerBlock) * compute + write)
+        return total
+    }
+}
+
+/// Random weights that also keep a copy of every tensor by name (for `randomTensors`): the same
+/// seed gives the same values in the same construction order as `RINNetwork(config:randomSeed:)`.
+struct RecordingRandomWeights: WeightSource {
+    var random: RandomWeights
+    var tensors: [SafeTensorsWriter.Tensor] = []
+    var storages: [TensorStorage] { random.storages }
+
+    mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float> {
+        let p = try random.take(name, shape, role)
+        tensors.append(.init(name: name, shape: shape, values: Array(UnsafeBufferPointer(start: p, count: shape.reduce(1, *)))))
+        return p
+    }
+}

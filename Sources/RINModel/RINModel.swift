@@ -1,1 +1,0 @@
-// RINModel: under construction in this session.

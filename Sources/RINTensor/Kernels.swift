@@ -1,0 +1,300 @@
+import Foundation
+
+// Elementwise and row kernels (llm.c style: outputs first, then inputs, weights, dimensions; the
+// caller owns every buffer; nothing here allocates).
+//
+// Shape legend
+//   N   rows (tokens)
+//   C   row width (channels)
+//   n   element count of a flat array
+//
+// Each optimised kernel works on 16-float SIMD vectors (the compiler maps them onto whatever vector
+// registers the target has) and has a plain scalar `...Reference` twin beside it; RINTensorTests
+// checks one against the other.
+
+@usableFromInline typealias Vec = SIMD16<Float>
+@usableFromInline let vecWidth = 16
+
+@inlinable @inline(__always)
+func load(_ p: UnsafePointer<Float>) -> Vec {
+    UnsafeRawPointer(p).loadUnaligned(as: Vec.self)
+}
+
+@inlinable @inline(__always)
+func store(_ v: Vec, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec.self)
+}
+
+// MARK: - exp and erf on vectors
+
+/// e^x on a vector: x = k ln2 + r with |r| <= ln2/2, e^r by a degree-7 Taylor polynomial
+/// (truncation error < 2e-8 relative), 2^k built in the exponent bits. Inputs are clamped to the
+/// float range (-87.3, 88.7), so very negative inputs give the smallest normal, not 0; callers that
+/// need exact zeros (none here: softmax and erf only use the value as a factor) must handle them.
+@inlinable @inline(__always)
+func vexp(_ xIn: Vec) -> Vec {
+    let x = xIn.clamped(lowerBound: Vec(repeating: -87.3), upperBound: Vec(repeating: 88.7))
+    // Round x / ln2 to an integer by adding 1.5 * 2^23: the float's low mantissa bits then hold k.
+    let magic: Float = 12_582_912
+    let shifted = x * Float(1.4426950408889634) + magic
+    let k = shifted - magic
+    let r = x - k * Float(0.693145751953125) - k * Float(1.428606765330187e-06)
+    var p = Vec(repeating: 1 / 5040)
+    p = p * r + 1 / 720
+    p = p * r + 1 / 120
+    p = p * r + 1 / 24
+    p = p * r + 1 / 6
+    p = p * r + 0.5
+    p = p * r + 1
+    p = p * r + 1
+    let kBits = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- unsafeBitCast(Vec(repeating: magic), to: SIMD16<Int32>.self)
+    let scale = unsafeBitCast((kBits &+ 127) &<< 23, to: Vec.self)
+    return p * scale
+}
+
+/// GELU(x) = x/2 (1 + erf(x / sqrt 2)) on a vector, the exact (erf) form. erf uses Abramowitz and
+/// Stegun 7.1.26 (|error| <= 1.5e-7 absolute): for a = |z|, t = 1/(1 + 0.3275911 a),
+/// 1 - erf(a) = t(a1 + t(a2 + ...)) e^{-a^2}. Writing y = 1 - erf(|z|) gives 1 + erf(z) = 2 - y for
+/// z >= 0 and y for z < 0, so negative inputs never suffer a cancellation.
+@inlinable @inline(__always)
+func vgelu(_ x: Vec) -> Vec {
+    let z = x * Float(0.7071067811865476)
+    let a = unsafeBitCast(unsafeBitCast(z, to: SIMD16<UInt32>.self) & 0x7fff_ffff, to: Vec.self)
+    let t = 1 / (1 + Float(0.3275911) * a)
+    var p = Vec(repeating: 1.061405429)
+    p = p * t - 1.453152027
+    p = p * t + 1.421413741
+    p = p * t - 0.284496736
+    p = p * t + 0.254829592
+    let y = p * t * vexp(-(a * a))
+    let onePlusErf = (2 - y).replacing(with: y, where: z .< 0)
+    return 0.5 * x * onePlusErf
+}
+
+// MARK: - add
+
+/// out (n) += inp (n).
+@inlinable
+public func addInPlace(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ n: Int) {
+    var i = 0
+    while i + vecWidth <= n {
+        store(load(out + i) + load(inp + i), out + i)
+        i += vecWidth
+    }
+    while i < n { out[i] += inp[i]; i += 1 }
+}
+
+/// Reference of `addInPlace`.
+public func addInPlaceReference(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ n: Int) {
+    for i in 0..<n { out[i] += inp[i] }
+}
+
+// MARK: - GELU
+
+/// out (n) = GELU(inp (n) + bias (n)): the bias of the feed-forward's first layer fused with its
+/// activation. out may equal inp (in place).
+@inlinable
+public func biasGELUInPlace(_ x: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, _ n: Int) {
+    var i = 0
+    while i + vecWidth <= n {
+        store(vgelu(load(x + i) + load(bias + i)), x + i)
+        i += vecWidth
+    }
+    if i < n {
+        // Tail through a padded vector so the tail uses the same formula as the body.
+        var tail = Vec(repeating: 0)
+        for j in 0..<(n - i) { tail[j] = x[i + j] + bias[i + j] }
+        let g = vgelu(tail)
+        for j in 0..<(n - i) { x[i + j] = g[j] }
+    }
+}
+
+/// out (n) = GELU(inp (n)), exact erf form, vectorised.
+public func gelu(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ n: Int) {
+    var i = 0
+    while i + vecWidth <= n {
+        store(vgelu(load(inp + i)), out + i)
+        i += vecWidth
+    }
+    if i < n {
+        var tail = Vec(repeating: 0)
+        for j in 0..<(n - i) { tail[j] = inp[i + j] }
+        let g = vgelu(tail)
+        for j in 0..<(n - i) { out[i + j] = g[j] }
+    }
+}
+
+/// Reference of `gelu`: libm's erff.
+public func geluReference(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ n: Int) {
+    for i in 0..<n {
+        let x = inp[i]
+        out[i] = 0.5 * x * (1 + erff(x * 0.7071067811865476))
+    }
+}
+
+/// out (n) = exp(inp (n)), vectorised; exposed so tests can check the vector exp on its own.
+public func expVector(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ n: Int) {
+    var i = 0
+    while i + vecWidth <= n {
+        store(vexp(load(inp + i)), out + i)
+        i += vecWidth
+    }
+    while i < n { out[i] = expf(inp[i]); i += 1 }
+}
+
+// MARK: - SiLU
+
+/// out (n) = x * sigmoid(x), in place. Only the time MLP uses it (L values per image), so it is scalar.
+public func siluInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+    for i in 0..<n { x[i] = x[i] / (1 + expf(-x[i])) }
+}
+
+// MARK: - LayerNorm
+
+/// out (N, C) = (inp - mean) / sqrt(var + eps) * weight (C) + bias (C), per row; population
+/// variance. out may equal inp.
+@inlinable
+public func layerNorm(
+    _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
+    _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
+    _ N: Int, _ C: Int, eps: Float = 1e-6
+) {
+    for row in 0..<N {
+        let x = inp + row * C
+        let o = out + row * C
+        var acc = Vec(repeating: 0)
+        var i = 0
+        while i + vecWidth <= C { acc += load(x + i); i += vecWidth }
+        var sum = acc.sum()
+        while i < C { sum += x[i]; i += 1 }
+        let mean = sum / Float(C)
+        // Two passes (mean, then squared deviations) rather than E[x^2] - E[x]^2, which cancels.
+        var accv = Vec(repeating: 0)
+        i = 0
+        while i + vecWidth <= C { let d = load(x + i) - mean; accv += d * d; i += vecWidth }
+        var sumsq = accv.sum()
+        while i < C { let d = x[i] - mean; sumsq += d * d; i += 1 }
+        let rstd = 1 / (sumsq / Float(C) + eps).squareRoot()
+        i = 0
+        while i + vecWidth <= C {
+            store((load(x + i) - mean) * rstd * load(weight + i) + load(bias + i), o + i)
+            i += vecWidth
+        }
+        while i < C { o[i] = (x[i] - mean) * rstd * weight[i] + bias[i]; i += 1 }
+    }
+}
+
+/// Reference of `layerNorm` (double accumulation).
+public func layerNormReference(
+    _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
+    _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
+    _ N: Int, _ C: Int, eps: Float = 1e-6
+) {
+    for row in 0..<N {
+        var mean = 0.0
+        for i in 0..<C { mean += Double(inp[row * C + i]) }
+        mean /= Double(C)
+        var variance = 0.0
+        for i in 0..<C { let d = Double(inp[row * C + i]) - mean; variance += d * d }
+        variance /= Double(C)
+        let rstd = 1 / (variance + Double(eps)).squareRoot()
+        for i in 0..<C {
+            out[row * C + i] = Float((Double(inp[row * C + i]) - mean) * rstd) * weight[i] + bias[i]
+        }
+    }
+}
+
+// MARK: - softmax
+
+/// x (N, C): each row replaced by its softmax, in place (max subtracted first).
+@inlinable
+public func softmaxRows(_ x: UnsafeMutablePointer<Float>, _ N: Int, _ C: Int) {
+    for row in 0..<N {
+        let r = x + row * C
+        var maxv = -Float.infinity
+        var i = 0
+        if C >= vecWidth {
+            var m = load(r)
+            i = vecWidth
+            while i + vecWidth <= C { m = pointwiseMax(m, load(r + i)); i += vecWidth }
+            maxv = m.max()
+        }
+        while i < C { maxv = max(maxv, r[i]); i += 1 }
+        var acc = Vec(repeating: 0)
+        i = 0
+        while i + vecWidth <= C {
+            let e = vexp(load(r + i) - maxv)
+            store(e, r + i)
+            acc += e
+            i += vecWidth
+        }
+        var sum = acc.sum()
+        while i < C { let e = expf(r[i] - maxv); r[i] = e; sum += e; i += 1 }
+        let inv = 1 / sum
+        i = 0
+        while i + vecWidth <= C { store(load(r + i) * inv, r + i); i += vecWidth }
+        while i < C { r[i] *= inv; i += 1 }
+    }
+}
+
+/// Reference of `softmaxRows`.
+public func softmaxRowsReference(_ x: UnsafeMutablePointer<Float>, _ N: Int, _ C: Int) {
+    for row in 0..<N {
+        let r = x + row * C
+        var maxv = -Float.infinity
+        for i in 0..<C { maxv = max(maxv, r[i]) }
+        var sum: Double = 0
+        for i in 0..<C { r[i] = expf(r[i] - maxv); sum += Double(r[i]) }
+        for i in 0..<C { r[i] = Float(Double(r[i]) / sum) }
+    }
+}
+
+// MARK: - patches
+
+/// Cuts images into patch rows: out (B * n, P) from inp (B, F, H, W, Cc) (channels last), with
+/// n = (F/pt)(H/p)(W/p) tokens in row-major (frame-patch, row-patch, col-patch) order and each patch
+/// flattened in (pt, row, col, channel) order, P = pt*p*p*Cc (checkpoints/README.md).
+public func patchify(
+    _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
+    _ B: Int, _ F: Int, _ H: Int, _ W: Int, _ Cc: Int, _ p: Int, _ pt: Int
+) {
+    movePatches(out, UnsafeMutablePointer(mutating: inp), B, F, H, W, Cc, p, pt, toPatches: true)
+}
+
+/// Inverse of `patchify`: out (B, F, H, W, Cc) from inp (B * n, P).
+public func unpatchify(
+    _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
+    _ B: Int, _ F: Int, _ H: Int, _ W: Int, _ Cc: Int, _ p: Int, _ pt: Int
+) {
+    movePatches(UnsafeMutablePointer(mutating: inp), out, B, F, H, W, Cc, p, pt, toPatches: false)
+}
+
+/// One loop nest for both directions, so patchify and unpatchify cannot disagree on the order.
+/// A patch row of p*Cc floats is contiguous in the image, so the copy moves whole runs.
+@usableFromInline
+func movePatches(
+    _ patches: UnsafeMutablePointer<Float>, _ image: UnsafeMutablePointer<Float>,
+    _ B: Int, _ F: Int, _ H: Int, _ W: Int, _ Cc: Int, _ p: Int, _ pt: Int, toPatches: Bool
+) {
+    let fp = F / pt, hp = H / p, wp = W / p
+    let run = p * Cc
+    var token = 0
+    for b in 0..<B {
+        let img = image + b * F * H * W * Cc
+        for tf in 0..<fp {
+            for th in 0..<hp {
+                for tw in 0..<wp {
+                    var dst = patches + token * pt * p * run
+                    for f in 0..<pt {
+                        for r in 0..<p {
+                            let src = img + (((tf * pt + f) * H + th * p + r) * W + tw * p) * Cc
+                            if toPatches { dst.update(from: src, count: run) } else { src.update(from: dst, count: run) }
+                            dst += run
+                        }
+                    }
+                    token += 1
+                }
+            }
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// RINTensor: under construction in this session.
