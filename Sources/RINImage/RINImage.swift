@@ -1,1 +1,0 @@
-// RINImage: under construction in this session.
