@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Times one sampling step of the PyTorch reference on the official configs (random weights), for
+the Swift bench to compare against.
+
+    python Training/bench_torch.py --threads 2 [--batches 1 8] [--configs cifar10-official imagenet64-official]
+                                   [--warmup 1] [--repeats 5]
+
+A step is one network pass plus the DDIM update, with the latent carry and no guidance, in float32
+under torch.inference_mode. Each (config, batch) row runs in its own child process so that its peak
+RSS is its own. Prints one JSON object per row on stdout:
+
+    {"config": "cifar10-official", "batch": 1, "threads": 2, "dtype": "float32",
+     "seconds_per_step": 0.071, "min_seconds": 0.070, "repeats": 5, "warmup": 1,
+     "peak_rss_bytes": 512000000, "parameters": 30951180, "torch": "2.13.0+cpu"}
+
+seconds_per_step is the median of `repeats` timed steps after `warmup` untimed ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_row(config: str, batch: int, threads: int, warmup: int, repeats: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    import rin
+    from random_checkpoint import random_model
+    from rin.diffusion import clip_gamma, cosine_gamma, eps_from_x0, initial_noise, to_x0
+
+    cfg = rin.RINConfig.load(HERE / "configs" / f"{config}.json")
+    model = random_model(cfg, 0)
+    shape = (cfg.frames, cfg.height, cfg.width, cfg.channels)
+    x = initial_noise(1, batch, shape)
+    z = model.zero_latents(batch)
+    classes = torch.zeros(batch, dtype=torch.long) if cfg.num_classes > 0 else None
+    steps = 50
+
+    def step(k: int) -> None:
+        nonlocal x, z
+        g = clip_gamma(cosine_gamma(1 - (k % steps) / steps))
+        g_next = clip_gamma(cosine_gamma(1 - (k % steps + 1) / steps))
+        out, z = model(x, torch.full((batch,), g), classes, z)
+        x0 = to_x0(cfg.prediction, out, x, g).clamp(-1, 1)
+        eps = eps_from_x0(x0, x, g)
+        x = math.sqrt(g_next) * x0 + math.sqrt(1 - g_next) * eps
+
+    times = []
+    with torch.inference_mode():
+        for k in range(warmup + repeats):
+            start = time.perf_counter()
+            step(k)
+            elapsed = time.perf_counter() - start
+            if k >= warmup:
+                times.append(elapsed)
+    return {
+        "config": config, "batch": batch, "threads": threads, "dtype": "float32",
+        "seconds_per_step": statistics.median(times), "min_seconds": min(times),
+        "repeats": repeats, "warmup": warmup,
+        # ru_maxrss is in KiB on Linux.
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "parameters": sum(p.numel() for p in model.parameters()), "torch": torch.__version__,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--configs", nargs="+", default=["cifar10-official", "imagenet64-official"],
+                    help="names of Training/configs/*.json")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--row", nargs=2, metavar=("CONFIG", "BATCH"), help=argparse.SUPPRESS)  # child process
+    args = ap.parse_args(argv)
+    if args.threads < 1 or args.warmup < 0 or args.repeats < 1 or any(b < 1 for b in args.batches):
+        print("error: --threads, --repeats and --batches must be >= 1, --warmup >= 0", file=sys.stderr)
+        return 2
+    if args.row:
+        print(json.dumps(run_row(args.row[0], int(args.row[1]), args.threads, args.warmup, args.repeats)),
+              flush=True)
+        return 0
+    for config in args.configs:
+        if not (HERE / "configs" / f"{config}.json").exists():
+            print(f"error: no config Training/configs/{config}.json", file=sys.stderr)
+            return 2
+        for batch in args.batches:
+            child = subprocess.run(
+                [sys.executable, str(Path(__file__).resolve()), "--row", config, str(batch),
+                 "--threads", str(args.threads), "--warmup", str(args.warmup), "--repeats", str(args.repeats)],
+                stdout=subprocess.PIPE, text=True)
+            if child.returncode != 0:
+                print(f"error: row {config} batch {batch} failed ({child.returncode})", file=sys.stderr)
+                return 1
+            sys.stdout.write(child.stdout)
+            sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
