@@ -1,1 +1,0 @@
-// RINServer: under construction in this session.
