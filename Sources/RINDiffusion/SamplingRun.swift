@@ -30,9 +30,18 @@ public final class SamplingRun {
     private var haveLatents = false
 
     /// Validates `parameters` for the checkpoint and draws x_T = noise(seed, i, 0) for each image.
-    public init(checkpoint: RINCheckpoint, parameters: SamplingParameters) throws(SamplingError) {
+    public convenience init(checkpoint: RINCheckpoint, parameters: SamplingParameters) throws(SamplingError) {
+        try self.init(checkpoint: checkpoint, parameters: parameters, fullSeedRange: false)
+    }
+
+    /// As `init(checkpoint:parameters:)`; `fullSeedRange` accepts any 64-bit seed (the noise
+    /// recipe is defined for all of them) where the service limits seeds to JSON-safe integers.
+    public init(checkpoint: RINCheckpoint, parameters: SamplingParameters, fullSeedRange: Bool) throws(SamplingError) {
         let config = checkpoint.config
-        let p = try parameters.validated(for: config)
+        var check = parameters
+        if fullSeedRange { check.seed = 0 }
+        _ = try check.validated(for: config)
+        let p = parameters
         self.parameters = p
         self.checkpoint = checkpoint
         network = checkpoint.network

@@ -209,3 +209,20 @@ public enum SafeTensorsWriter {
         return out
     }
 }
+
+/// Reads whole safetensors files into arrays (every dtype converted to float32): for tests and
+/// tools that compare against recorded tensors. The engine itself loads through the memory map.
+public enum SafeTensorsReader {
+    /// Every tensor of the file at `url`, by name.
+    public static func read(_ url: URL) throws(CheckpointError) -> [String: SafeTensorsWriter.Tensor] {
+        let file = try SafeTensorsFile(path: url.path)
+        var out: [String: SafeTensorsWriter.Tensor] = [:]
+        for (name, entry) in file.entries {
+            let (pointer, storage) = try file.floats(name)
+            let count = entry.shape.reduce(1, *)
+            out[name] = .init(name: name, shape: entry.shape, values: Array(UnsafeBufferPointer(start: pointer, count: count)))
+            withExtendedLifetime(storage) {}
+        }
+        return out
+    }
+}
