@@ -155,18 +155,21 @@ class SelfConditioning(nn.Module):
 
 
 def time_features(gamma: torch.Tensor, latent_dim: int) -> torch.Tensor:
-    """Standardised sinusoidal features of gamma * 1e4, (B,) -> (B, L/4), as the contract fixes them:
-    h = L/8, f_i = exp(-ln(10000) i / h), e = [sin(s f), cos(s f)], e = (e - mean) / sqrt(var + 1e-6)."""
+    """Standardised sinusoidal features of gamma * 1e4, (B,) -> (B, L/4) float32, as the contract fixes
+    them: h = L/8, f_i = exp(-ln(10000) i / h), e = [sin(s f), cos(s f)], e = (e - mean) / sqrt(var + 1e-6).
+
+    Computed in float64 from gamma rounded to float32, then rounded to float32: the angles reach
+    ~1e4 rad, where a float32 ulp (~1e-3) would make the features implementation-dependent."""
     half = latent_dim // 8
-    g = gamma.to(torch.float32).clamp(GAMMA_CLIP, 1 - GAMMA_CLIP)
+    g = gamma.to(torch.float32).clamp(GAMMA_CLIP, 1 - GAMMA_CLIP).to(torch.float64)
     s = g * 1e4  # (B)
-    i = torch.arange(half, dtype=torch.float32, device=gamma.device)
+    i = torch.arange(half, dtype=torch.float64, device=gamma.device)
     freqs = torch.exp(-math.log(10000.0) * i / half)  # (h)
     angles = s[:, None] * freqs[None, :]  # (B, h)
     e = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)  # (B, L/4)
     mean = e.mean(dim=-1, keepdim=True)
     var = e.var(dim=-1, unbiased=False, keepdim=True)
-    return (e - mean) / torch.sqrt(var + 1e-6)
+    return ((e - mean) / torch.sqrt(var + 1e-6)).to(torch.float32)
 
 
 def patchify(x: torch.Tensor, patch_frames: int, patch_size: int) -> torch.Tensor:
