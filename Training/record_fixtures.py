@@ -173,6 +173,19 @@ def record_noise(path: Path) -> None:
                                 "cases": cases}, indent=2) + "\n")
 
 
+def record_dtypes(out_dir: Path) -> None:
+    """The gray-x0 weights exported as float16 and bfloat16 checkpoints, with the exact float32 values
+    their tensors decode to, so the engine's F16/BF16 -> F32 conversion can be checked bit for bit."""
+    cfg = rin.RINConfig.load(HERE / "configs" / FIXTURES["gray-x0"][0])
+    model = random_model(cfg, FIXTURES["gray-x0"][1])
+    for dtype in ("float16", "bfloat16"):
+        rin.save_checkpoint(model, out_dir / dtype, dtype=dtype, metadata={"format": "pt"})
+        from safetensors.torch import load_file
+        upcast = {k: v.to(torch.float32) for k, v in load_file(str(out_dir / dtype / "model.safetensors")).items()}
+        save_file(upcast, str(out_dir / f"upcast-{dtype}.safetensors"))
+        (out_dir / f"upcast-{dtype}.safetensors").chmod(0o644)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -188,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         record_forward(model, d, weight_seed + 1000)
         record_trajectories(model, d, runs)
         print(f"{name}: {sum(f.stat().st_size for f in d.iterdir())} bytes")
+    record_dtypes(args.out / "dtypes")
     record_noise(args.out / "noise.json")
     total = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
     print(f"total {total} bytes in {args.out}")
