@@ -428,7 +428,10 @@ def test_recorded_fixtures_are_current(tmp_path):
 
 
 def test_fixture_trajectories_are_consistent():
-    for d in sorted(p for p in FIXTURES.iterdir() if p.is_dir()):
+    from record_fixtures import FIXTURES as RECORDED
+
+    assert sorted(RECORDED) == sorted(p.name for p in FIXTURES.iterdir() if p.is_dir() and p.name != "dtypes")
+    for d in (FIXTURES / name for name in sorted(RECORDED)):
         meta = json.loads((d / "trajectories.json").read_text())
         t = load_file(str(d / "trajectories.safetensors"))
         for run in meta["runs"]:
