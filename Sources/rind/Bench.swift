@@ -1,6 +1,207 @@
+// `rind bench`: seconds per sampling step of the engine on the official configurations (random
+// weights), model GFLOP/s against the machine's sgemm peak, peak RSS, and optionally the PyTorch
+// reference on the same threads.
 import ArgumentParser
+import Foundation
+import RINDiffusion
+import RINModel
+import RINTensor
 
 struct Bench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "(being written)")
-    func run() async throws { throw ExitCode(2) }
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmark sampling steps on the official RIN configurations (random weights).",
+        discussion: """
+            A step is one network pass plus the DDIM update, latents carried, no guidance (as \
+            Training/bench_torch.py times it). Each (config, batch) row runs in a child process so its \
+            peak RSS is its own. GFLOP/s counts every matrix product of the network analytically from \
+            the config; the sgemm peak is a 2048^3 cblas_sgemm on the same threads.
+            """)
+
+    @Option(help: "OpenBLAS threads (default: all cores).")
+    var threads: Int?
+
+    @Option(parsing: .upToNextOption, help: "Batch sizes (images per step), 1...16.")
+    var batches: [Int] = [1, 8]
+
+    @Option(parsing: .upToNextOption, help: "Config names in --configs-dir.")
+    var configs: [String] = ["imagenet64-official", "cifar10-official"]
+
+    @Option(help: "Where the config JSON files are.")
+    var configsDir: String = "Training/configs"
+
+    @Option(help: "Untimed steps first.")
+    var warmup: Int = 1
+
+    @Option(help: "Timed steps (the median is reported).")
+    var repeats: Int = 5
+
+    @Option(help: "Python with torch: also run Training/bench_torch.py on the same threads.")
+    var torch: String?
+
+    @Option(help: .hidden)
+    var row: String?
+
+    func run() async throws {
+        do {
+            try bench()
+        } catch let error as CommandLineError {
+            FileHandle.standardError.write(Data("rind bench: \(error.message)\n".utf8))
+            throw ExitCode(2)
+        } catch let error as CheckpointError {
+            FileHandle.standardError.write(Data("rind bench: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+
+    private var threadCount: Int { threads ?? ProcessInfo.processInfo.activeProcessorCount }
+
+    private func bench() throws {
+        guard threadCount >= 1 else { throw CommandLineError(message: "--threads must be >= 1") }
+        guard warmup >= 0, repeats >= 1 else { throw CommandLineError(message: "--warmup must be >= 0 and --repeats >= 1") }
+        guard !batches.isEmpty, batches.allSatisfy({ SamplingParameters.countRange.contains($0) }) else {
+            throw CommandLineError(message: "--batches must be 1...16")
+        }
+        BLASThreads.set(threadCount)
+        if let row {
+            try runRow(row)
+            return
+        }
+        let peak = sgemmPeak()
+        print("rind bench: \(threadCount) thread(s), sgemm peak \(String(format: "%.1f", peak)) GFLOP/s (2048^3, best of 3), \(warmup) warm-up + \(repeats) timed steps, median\n")
+        var results: [[String: Any]] = []
+        for config in configs {
+            for batch in batches {
+                results.append(try child(config: config, batch: batch))
+            }
+        }
+        var torchRows: [String: [String: Any]] = [:]
+        if let torch {
+            for line in try runTorch(python: torch) {
+                if let config = line["config"] as? String, let batch = line["batch"] as? Int {
+                    torchRows["\(config):\(batch)"] = line
+                }
+            }
+        }
+        var table = "| model | batch | rind s/step | GFLOP/step | GFLOP/s | % of sgemm peak | rind peak RSS (MiB) |"
+        var rule = "|---|---|---|---|---|---|---|"
+        if torch != nil {
+            table += " torch s/step | torch peak RSS (MiB) | torch / rind |"
+            rule += "---|---|---|"
+        }
+        print(table)
+        print(rule)
+        for r in results {
+            let config = r["config"] as! String, batch = r["batch"] as! Int
+            let seconds = r["seconds_per_step"] as! Double, gflop = r["gflop_per_step"] as! Double
+            let rss = Double(r["peak_rss_bytes"] as! Int) / 1_048_576
+            var line = String(format: "| %@ | %d | %.4f | %.1f | %.1f | %.0f%% | %.0f |", config, batch, seconds, gflop,
+                              gflop / seconds, 100 * gflop / seconds / peak, rss)
+            if torch != nil {
+                if let t = torchRows["\(config):\(batch)"], let ts = t["seconds_per_step"] as? Double {
+                    let trss = Double((t["peak_rss_bytes"] as? Int) ?? 0) / 1_048_576
+                    line += String(format: " %.4f | %.0f | %.2fx |", ts, trss, ts / seconds)
+                } else {
+                    line += " - | - | - |"
+                }
+            }
+            print(line)
+        }
+    }
+
+    /// One (config, batch) row, run in this (child) process; prints one JSON line.
+    private func runRow(_ spec: String) throws {
+        let parts = spec.split(separator: ":")
+        guard parts.count == 2, let batch = Int(parts[1]) else { throw CommandLineError(message: "--row must be CONFIG:BATCH") }
+        let config = try loadConfig(String(parts[0]))
+        let network = RINNetwork(config: config, randomSeed: 0)
+        let checkpoint = RINCheckpoint(name: String(parts[0]), directory: URL(fileURLWithPath: configsDir), network: network)
+        var parameters = SamplingParameters.defaults(for: config)
+        parameters.count = batch
+        parameters.guidance = 0
+        parameters.sampler = .ddim
+        parameters.schedule = .cosine
+        parameters.steps = warmup + repeats
+        parameters.seed = 1
+        let run = try SamplingRun(checkpoint: checkpoint, parameters: parameters)
+        var times: [Double] = []
+        for k in 0..<(warmup + repeats) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            run.step()
+            let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            if k >= warmup { times.append(elapsed) }
+        }
+        times.sort()
+        let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let parametersCount = RINNetwork.tensorShapes(for: config).reduce(0) { $0 + $1.shape.reduce(1, *) }
+        let result: [String: Any] = [
+            "config": String(parts[0]), "batch": batch, "threads": BLASThreads.current,
+            "seconds_per_step": median, "min_seconds": times.first!,
+            "gflop_per_step": RINNetwork.flopsPerImage(config) * Double(batch) / 1e9,
+            "peak_rss_bytes": Int(usage.ru_maxrss) * 1024, "parameters": parametersCount,
+        ]
+        let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
+    }
+
+    private func loadConfig(_ name: String) throws -> RINConfig {
+        let path = URL(fileURLWithPath: configsDir).appendingPathComponent("\(name).json")
+        guard let data = try? Data(contentsOf: path) else { throw CommandLineError(message: "no config \(path.path)") }
+        return try RINConfig.decode(data, file: path.path)
+    }
+
+    private func child(config: String, batch: Int) throws -> [String: Any] {
+        _ = try loadConfig(config)  // fail early, with the file's own message
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+        let output = try runProcess(executable.path, ["bench", "--row", "\(config):\(batch)", "--threads", "\(threadCount)",
+                                                     "--configs-dir", configsDir, "--warmup", "\(warmup)", "--repeats", "\(repeats)"])
+        guard let line = output.split(separator: "\n").last,
+              let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+            throw CommandLineError(message: "row \(config) batch \(batch) printed no result")
+        }
+        return object
+    }
+
+    private func runTorch(python: String) throws -> [[String: Any]] {
+        let script = URL(fileURLWithPath: configsDir).deletingLastPathComponent().appendingPathComponent("bench_torch.py").path
+        let output = try runProcess(python, [script, "--threads", "\(threadCount)", "--batches"] + batches.map(String.init)
+                                    + ["--configs"] + configs + ["--warmup", "\(warmup)", "--repeats", "\(repeats)"])
+        return output.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+    }
+
+    private func runProcess(_ executable: String, _ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        do { try process.run() } catch { throw CommandLineError(message: "cannot run \(executable): \(error)") }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw CommandLineError(message: "\(executable) \(arguments.prefix(3).joined(separator: " ")) exited with status \(process.terminationStatus)")
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Best of three 2048^3 sgemm products, GFLOP/s.
+    private func sgemmPeak() -> Double {
+        let n = 2048
+        let a = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+        let b = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+        let c = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+        defer { a.deallocate(); b.deallocate(); c.deallocate() }
+        for i in 0..<(n * n) { a[i] = Float(i % 7) * 0.1; b[i] = Float(i % 5) * 0.1 }
+        sgemm(c, a, b, n, n, n)  // warm-up: thread pool, page faults
+        var best = Double.infinity
+        for _ in 0..<3 {
+            let start = DispatchTime.now().uptimeNanoseconds
+            sgemm(c, a, b, n, n, n)
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+        }
+        return 2 * Double(n * n * n) / best / 1e9
+    }
 }

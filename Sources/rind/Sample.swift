@@ -1,6 +1,153 @@
+// `rind sample`: one sampling run from the command line, written as PNG.
 import ArgumentParser
+import Foundation
+import RINDiffusion
+import RINImage
+import RINModel
+import RINTensor
 
 struct Sample: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "(being written)")
-    func run() async throws { throw ExitCode(2) }
+    static let configuration = CommandConfiguration(
+        abstract: "Sample images from a checkpoint and write them as PNG.",
+        discussion: """
+            Unset options take the checkpoint's sampling defaults (config.json "sampling"). \
+            Progress (step k/N, seconds per step) goes to stderr. Bad arguments print one line and \
+            exit with status 2.
+            """)
+
+    @Option(help: "Checkpoint directory (config.json + model.safetensors). Default: checkpoints/cifar10.")
+    var checkpoint: String?
+
+    @Option(name: .customLong("class"), help: "Class name or index (omit for an unconditional or null-class sample).")
+    var classLabel: String?
+
+    @Option(help: "Seed, 0...2^53-1: image i starts from noise(seed, i, 0).")
+    var seed: UInt64 = 0
+
+    @Option(help: "Denoising steps, 1...1000.")
+    var steps: Int?
+
+    @Option(help: "ddim or ddpm.")
+    var sampler: String?
+
+    @Option(help: "cosine, sigmoid or linear.")
+    var schedule: String?
+
+    @Option(help: "Classifier-free guidance weight, 0...30 (needs a model with a null class).")
+    var guidance: Float?
+
+    @Option(help: "Images in the run, 1...16.")
+    var count: Int = 1
+
+    @Flag(help: "With --count > 1: one PNG with the images in a grid (else out-0.png, out-1.png, ...).")
+    var grid = false
+
+    @Flag(help: "Reset the latents to zeros every step (evaluation mode) instead of carrying them.")
+    var noCarry = false
+
+    @Option(help: "OpenBLAS threads (default: all cores).")
+    var threads: Int?
+
+    @Option(name: [.short, .customLong("output")], help: "Output PNG path.")
+    var output: String = "sample.png"
+
+    func run() async throws {
+        do {
+            try sample()
+        } catch let error as CommandLineError {
+            FileHandle.standardError.write(Data("rind sample: \(error.message)\n".utf8))
+            throw ExitCode(2)
+        } catch let error as SamplingError {
+            FileHandle.standardError.write(Data("rind sample: \(error)\n".utf8))
+            throw ExitCode(2)
+        } catch let error as CheckpointError {
+            FileHandle.standardError.write(Data("rind sample: \(error)\n".utf8))
+            throw ExitCode(2)
+        } catch let error as ImageError {
+            FileHandle.standardError.write(Data("rind sample: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    private func sample() throws {
+        let directory = try resolveCheckpoint()
+        if let threads {
+            guard threads >= 1 else { throw CommandLineError(message: "--threads must be >= 1 (got \(threads))") }
+            BLASThreads.set(threads)
+        } else {
+            BLASThreads.set(ProcessInfo.processInfo.activeProcessorCount)
+        }
+        let checkpoint = try RINCheckpoint.load(from: directory)
+        let config = checkpoint.config
+        var parameters = SamplingParameters.defaults(for: config)
+        parameters.classIndex = try SamplingParameters.classIndex(from: classLabel, for: config)
+        parameters.seed = seed
+        parameters.count = count
+        parameters.carryLatents = !noCarry
+        if let steps { parameters.steps = steps }
+        if let sampler {
+            guard let kind = SamplerKind(rawValue: sampler) else {
+                throw CommandLineError(message: "--sampler must be ddim or ddpm (got '\(sampler)')")
+            }
+            parameters.sampler = kind
+        }
+        if let schedule {
+            guard let kind = ScheduleKind(rawValue: schedule) else {
+                throw CommandLineError(message: "--schedule must be cosine, sigmoid or linear (got '\(schedule)')")
+            }
+            parameters.schedule = kind
+        }
+        if let guidance { parameters.guidance = guidance }
+        // Without a class, the default guidance of the checkpoint cannot apply.
+        if parameters.classIndex == nil && guidance == nil { parameters.guidance = 0 }
+
+        let run = try SamplingRun(checkpoint: checkpoint, parameters: parameters)
+        let p = run.parameters
+        FileHandle.standardError.write(Data(
+            "sampling \(checkpoint.name): class \(p.classIndex.map(String.init) ?? "none"), seed \(p.seed), \(p.steps) \(p.sampler.rawValue) steps, \(p.schedule.rawValue) schedule, guidance \(p.guidance), \(p.count) image(s), \(BLASThreads.current) thread(s)\n".utf8))
+        let start = Date()
+        while !run.isFinished {
+            let stepStart = Date()
+            run.step()
+            let seconds = Date().timeIntervalSince(stepStart)
+            FileHandle.standardError.write(Data(String(format: "step %d/%d  %.3f s/step\n", run.stepsDone, p.steps, seconds).utf8))
+        }
+        let total = Date().timeIntervalSince(start)
+        try write(run.estimate())
+        FileHandle.standardError.write(Data(String(format: "done in %.2f s (%.3f s/step)\n", total, total / Double(p.steps)).utf8))
+    }
+
+    private func resolveCheckpoint() throws -> URL {
+        if let checkpoint { return URL(fileURLWithPath: checkpoint) }
+        let fallback = URL(fileURLWithPath: "checkpoints/cifar10")
+        guard FileManager.default.fileExists(atPath: fallback.appendingPathComponent("config.json").path) else {
+            throw CommandLineError(message: "--checkpoint is required (no checkpoints/cifar10 here)")
+        }
+        return fallback
+    }
+
+    private func write(_ images: [ImagePixels]) throws {
+        let rasters = try images.map { image throws(ImageError) in
+            try RasterImage(width: image.width, height: image.height, channels: image.channels, pixels: image.pixels)
+        }
+        let outputURL = URL(fileURLWithPath: output)
+        if rasters.count == 1 || grid {
+            let picture = try ImageGrid.compose(rasters)
+            try PNG.encode(picture).write(to: outputURL)
+            FileHandle.standardError.write(Data("wrote \(output)\n".utf8))
+        } else {
+            let base = outputURL.deletingPathExtension().path
+            let ext = outputURL.pathExtension.isEmpty ? "png" : outputURL.pathExtension
+            for (i, raster) in rasters.enumerated() {
+                let path = "\(base)-\(i).\(ext)"
+                try PNG.encode(raster).write(to: URL(fileURLWithPath: path))
+                FileHandle.standardError.write(Data("wrote \(path)\n".utf8))
+            }
+        }
+    }
+}
+
+/// A bad command-line value: printed as one line, exit status 2.
+struct CommandLineError: Error {
+    let message: String
 }

@@ -1,0 +1,177 @@
+import RINTensor
+import XCTest
+
+/// Each optimised kernel against its plain reference twin, on sizes that exercise both the vector
+/// body and the scalar tail.
+final class KernelTests: XCTestCase {
+    func random(_ count: Int, seed: UInt64, scale: Float = 1) -> [Float] {
+        var state = seed
+        return (0..<count).map { _ in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return (Float(state >> 40) / Float(1 << 24) * 2 - 1) * scale
+        }
+    }
+
+    func maxDiff(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) } }
+
+    func testAddMatchesReference() {
+        for n in [0, 1, 15, 16, 17, 100] {
+            let inp = random(n, seed: 1)
+            var a = random(n, seed: 2), b = a
+            addInPlace(&a, inp, n)
+            addInPlaceReference(&b, inp, n)
+            XCTAssertEqual(a, b, "n \(n)")
+        }
+    }
+
+    func testGELUMatchesErfReference() {
+        // Wide range, including the tails where erf saturates and large negative inputs.
+        for n in [1, 7, 16, 33, 1000] {
+            let inp = random(n, seed: UInt64(n), scale: 8)
+            var fast = [Float](repeating: 0, count: n), reference = fast
+            gelu(&fast, inp, n)
+            geluReference(&reference, inp, n)
+            let d = maxDiff(fast, reference)
+            print("gelu n \(n): max|diff| = \(d)")
+            XCTAssertLessThan(d, 2e-6, "n \(n)")
+        }
+        var extremes: [Float] = [-100, -10, -5, 0, 1e-8, -1e-8, 5, 10, 100, 0.5, -0.5, 3, -3, 88, -88, 1]
+        var reference = extremes
+        geluReference(&reference, extremes, extremes.count)
+        gelu(&extremes, extremes, extremes.count)
+        XCTAssertLessThan(maxDiff(extremes, reference), 2e-6)
+        XCTAssertEqual(extremes[0], 0, accuracy: 1e-30)
+    }
+
+    func testBiasGELUFusesBiasAndActivation() {
+        let n = 37
+        let inp = random(n, seed: 5, scale: 3), bias = random(n, seed: 6)
+        var fused = inp
+        biasGELUInPlace(&fused, bias, n)
+        let summed = zip(inp, bias).map { $0 + $1 }
+        var reference = summed
+        geluReference(&reference, summed, n)
+        XCTAssertLessThan(maxDiff(fused, reference), 2e-6)
+    }
+
+    func testVectorExpMatchesLibm() {
+        let n = 200
+        let inp = random(n, seed: 9, scale: 80)
+        var out = [Float](repeating: 0, count: n)
+        expVector(&out, inp, n)
+        for i in 0..<n {
+            let reference = expf(inp[i])
+            XCTAssertEqual(out[i], reference, accuracy: 3e-7 * reference, "exp(\(inp[i]))")
+        }
+    }
+
+    func testLayerNormMatchesReference() {
+        for (N, C) in [(1, 1), (3, 16), (4, 37), (2, 768)] {
+            let inp = random(N * C, seed: UInt64(C), scale: 4).map { $0 + 10 }  // offset: tests the two-pass variance
+            let w = random(C, seed: 3), b = random(C, seed: 4)
+            var fast = [Float](repeating: 0, count: N * C), reference = fast
+            layerNorm(&fast, inp, w, b, N, C)
+            layerNormReference(&reference, inp, w, b, N, C)
+            XCTAssertLessThan(maxDiff(fast, reference), 5e-6, "(\(N), \(C))")
+        }
+    }
+
+    func testLayerNormInPlace() {
+        let C = 20
+        var x = random(2 * C, seed: 8)
+        let w = [Float](repeating: 1, count: C), b = [Float](repeating: 0, count: C)
+        var reference = x
+        layerNormReference(&reference, x, w, b, 2, C)
+        x.withUnsafeMutableBufferPointer { layerNorm($0.baseAddress!, $0.baseAddress!, w, b, 2, C) }
+        XCTAssertLessThan(maxDiff(x, reference), 5e-6)
+    }
+
+    func testSoftmaxMatchesReference() {
+        for (N, C) in [(1, 1), (2, 5), (3, 16), (4, 130)] {
+            var fast = random(N * C, seed: UInt64(N + C), scale: 30)
+            var reference = fast
+            softmaxRows(&fast, N, C)
+            softmaxRowsReference(&reference, N, C)
+            XCTAssertLessThan(maxDiff(fast, reference), 1e-6, "(\(N), \(C))")
+            for r in 0..<N { XCTAssertEqual(fast[(r * C)..<((r + 1) * C)].reduce(0, +), 1, accuracy: 1e-5) }
+        }
+    }
+
+    func testSiLU() {
+        var x: [Float] = [-2, 0, 3]
+        siluInPlace(&x, 3)
+        XCTAssertEqual(x[0], -2 / (1 + expf(2)), accuracy: 1e-7)
+        XCTAssertEqual(x[1], 0)
+        XCTAssertEqual(x[2], 3 / (1 + expf(-3)), accuracy: 1e-6)
+    }
+
+    func testLinearVariantsMatchReference() {
+        let (N, C, OC) = (5, 7, 9)
+        let inp = random(N * C, seed: 1), w = random(OC * C, seed: 2), b = random(OC, seed: 3)
+        var reference = [Float](repeating: 0, count: N * OC)
+        linearReference(&reference, inp, w, b, N, C, OC)
+        var out = [Float](repeating: .nan, count: N * OC)
+        linear(&out, inp, w, b, N, C, OC)
+        XCTAssertLessThan(maxDiff(out, reference), 1e-5)
+
+        let residual = random(N * OC, seed: 4)
+        var acc = residual
+        linearAccumulate(&acc, inp, w, b, N, C, OC)
+        XCTAssertLessThan(maxDiff(acc, zip(residual, reference).map { $0 + $1 }), 1e-5)
+
+        var fused = [Float](repeating: .nan, count: N * OC)
+        linearGELU(&fused, inp, w, b, N, C, OC)
+        var geluRef = reference
+        geluReference(&geluRef, reference, N * OC)
+        XCTAssertLessThan(maxDiff(fused, geluRef), 1e-5)
+
+        // Strided output: rows 3 apart in a wider array, the gaps untouched.
+        var wide = [Float](repeating: -7, count: N * OC * 3)
+        linearStrided(&wide, 3 * OC, inp, C, w, b, N, C, OC)
+        for r in 0..<N {
+            XCTAssertLessThan(maxDiff(Array(wide[(r * 3 * OC)..<(r * 3 * OC + OC)]), Array(reference[(r * OC)..<((r + 1) * OC)])), 1e-5)
+            XCTAssertEqual(wide[r * 3 * OC + OC], -7)
+        }
+    }
+
+    func testAttentionMatchesReference() {
+        for (Nq, Nk, Cw, H) in [(3, 5, 8, 2), (6, 4, 12, 3), (1, 1, 4, 1)] {
+            let q = random(Nq * Cw, seed: 1, scale: 2), k = random(Nk * Cw, seed: 2, scale: 2), v = random(Nk * Cw, seed: 3)
+            var out = [Float](repeating: .nan, count: Nq * Cw), reference = out
+            var scores = [Float](repeating: 0, count: Nq * Nk)
+            attention(&out, &scores, q, k, v, Nq, Nk, Cw, H)
+            attentionReference(&reference, q, k, v, Nq, Nk, Cw, H)
+            XCTAssertLessThan(maxDiff(out, reference), 1e-5, "(\(Nq), \(Nk), \(Cw), \(H))")
+        }
+    }
+
+    func testPatchifyOrderAndRoundTrip() {
+        // One 2-frame 4x4 image with 2 channels, patch 2, tube 2: value = its own (f, y, x, c) index.
+        let (B, F, H, W, C, p, pt) = (2, 2, 4, 4, 2, 2, 2)
+        let image = (0..<(B * F * H * W * C)).map(Float.init)
+        var patches = [Float](repeating: .nan, count: image.count)
+        patchify(&patches, image, B, F, H, W, C, p, pt)
+        // Token 1 of image 0 is (frame-patch 0, row-patch 0, col-patch 1); its first value is
+        // pixel (f 0, y 0, x 2, c 0); the tube's second frame follows the first frame's p*p*C values.
+        let P = pt * p * p * C
+        XCTAssertEqual(patches[P], Float(((0 * H + 0) * W + 2) * C))
+        XCTAssertEqual(patches[P + p * p * C], Float(((1 * H + 0) * W + 2) * C))
+        // Within a patch: (row, col, channel) order.
+        XCTAssertEqual(patches[P + 1], Float(((0 * H + 0) * W + 2) * C + 1))
+        XCTAssertEqual(patches[P + C], Float(((0 * H + 0) * W + 3) * C))
+        XCTAssertEqual(patches[P + p * C], Float(((0 * H + 1) * W + 2) * C))
+        var back = [Float](repeating: .nan, count: image.count)
+        unpatchify(&back, patches, B, F, H, W, C, p, pt)
+        XCTAssertEqual(back, image)
+    }
+
+    func testBLASThreadsSetAndRead() {
+        let before = BLASThreads.current
+        BLASThreads.set(1)
+        XCTAssertEqual(BLASThreads.current, 1)
+        BLASThreads.set(0)  // clamped to 1
+        XCTAssertEqual(BLASThreads.current, 1)
+        BLASThreads.set(before)
+        XCTAssertEqual(BLASThreads.current, before)
+    }
+}
