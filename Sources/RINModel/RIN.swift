@@ -464,27 +464,27 @@ public final class RINNetwork: @unchecked Sendable {
     }
 
     /// Standardised sinusoidal features of gamma (checkpoints/README.md, "Time token"), computed in
-    /// float32 in the same order as the PyTorch reference (Training/rin/model.py `time_features`):
-    /// the angles reach 1e4 radians, so the rounding of each intermediate matters.
+    /// float64 from the float32 gamma and rounded to float32 once, as the contract fixes it: the
+    /// angles reach 1e4 radians, where float32 rounding of any intermediate moves sin/cos by ~1e-3.
     func timeFeatures(_ out: UnsafeMutablePointer<Float>, gamma: Float, width L: Int) {
         let h = L / 8
-        let g = min(max(gamma, Float(1e-9)), Float(1 - 1e-9))
-        let s = g * Float(1e4)
-        let logScale = Float(-log(10000.0))
-        for i in 0..<h {
-            let frequency = expf(logScale * Float(i) / Float(h))
-            let angle = s * frequency
-            out[i] = sinf(angle)
-            out[h + i] = cosf(angle)
+        let g = Double(min(max(gamma, Float(1e-9)), Float(1 - 1e-9)))
+        let s = g * 1e4
+        let logScale = -log(10000.0)
+        // Feature j in float64 (sin for j < h, cos after); recomputed in each pass so that nothing
+        // is allocated.
+        func feature(_ j: Int) -> Double {
+            let angle = s * exp(logScale * Double(j % h) / Double(h))
+            return j < h ? sin(angle) : cos(angle)
         }
         var mean: Double = 0
-        for i in 0..<(2 * h) { mean += Double(out[i]) }
+        for j in 0..<(2 * h) { mean += feature(j) }
         mean /= Double(2 * h)
         var variance: Double = 0
-        for i in 0..<(2 * h) { let d = Double(out[i]) - mean; variance += d * d }
+        for j in 0..<(2 * h) { let d = feature(j) - mean; variance += d * d }
         variance /= Double(2 * h)
-        let meanF = Float(mean), denominator = (Float(variance) + 1e-6).squareRoot()
-        for i in 0..<(2 * h) { out[i] = (out[i] - meanF) / denominator }
+        let denominator = (variance + 1e-6).squareRoot()
+        for j in 0..<(2 * h) { out[j] = Float((feature(j) - mean) / denominator) }
     }
 
     // MARK: Cost
