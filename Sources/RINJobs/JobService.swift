@@ -244,7 +244,8 @@ public final class JobService: @unchecked Sendable {
         if let value = request.count { parameters.count = value }
         if let value = request.carryLatents { parameters.carryLatents = value }
         var generator = SystemRandomNumberGenerator()
-        parameters.seed = request.seed ?? generator.next()
+        // Drawn within the seeds the engine accepts (JSON-safe integers).
+        parameters.seed = request.seed ?? (generator.next() & SamplingParameters.maxSeed)
         let validated: SamplingParameters
         do {
             validated = try parameters.validated(for: config)
@@ -288,8 +289,7 @@ public final class JobService: @unchecked Sendable {
 
     /// The latest preview (after success: the final images as one preview picture).
     public func preview(_ id: JobID) throws(JobError) -> JobImage {
-        lock.lock()
-        let entry = try entryLocked(id)
+        let entry = try lockEntry(id)
         if let preview = entry.preview {
             lock.unlock()
             return preview
@@ -308,8 +308,7 @@ public final class JobService: @unchecked Sendable {
 
     /// The `index`-th final image of a succeeded job.
     public func image(_ id: JobID, index: Int = 0) throws(JobError) -> JobImage {
-        lock.lock()
-        let entry = try entryLocked(id)
+        let entry = try lockEntry(id)
         let record = entry.record
         let retryAfter = retryAfterLocked(for: entry)
         lock.unlock()
@@ -362,8 +361,7 @@ public final class JobService: @unchecked Sendable {
     /// repeating a cancel is safe.
     @discardableResult
     public func cancel(_ id: JobID) throws(JobError) -> JobSnapshot {
-        lock.lock()
-        let entry = try entryLocked(id)
+        let entry = try lockEntry(id)
         switch entry.record.status {
         case .queued:
             queue.removeAll { $0 == id }
@@ -698,16 +696,25 @@ public final class JobService: @unchecked Sendable {
         }
         guard proceed else { return }
         persistLogging(entry)
-        lock.withLock {
-            if let kind = Self.terminalKind(status) {
-                emitLocked(entry, kind: kind, preview: status == .succeeded ? entry.preview : nil)
+        // Retention runs before the subscribers hear of the end, so whoever sees it sees the
+        // older jobs already expired; the subscribers are taken first, as the sweep may remove
+        // this very job (keepJobs 0).
+        let (subscribers, event) = lock.withLock { () -> ([JobSubscription], JobEvent?) in
+            let subscribers = entry.subscribers
+            entry.subscribers = []
+            let event = Self.terminalKind(status).map { kind in
+                JobEvent(kind: kind, job: snapshotLocked(entry), preview: status == .succeeded ? entry.preview : nil)
             }
+            return (subscribers, event)
         }
         metrics.finished(status)
         if let error {
             logger.warning("job failed", metadata: ["job": "\(entry.record.id)", "error": "\(error)"])
         }
         sweepExpired()
+        if let event {
+            for subscriber in subscribers { subscriber.push(event) }
+        }
     }
 
     /// Drain deadline passed mid-run: back to queued, on disk, for the next start.
@@ -793,6 +800,17 @@ public final class JobService: @unchecked Sendable {
     }
 
     // MARK: - Helpers (call with `lock` held)
+
+    /// Takes `lock` and returns the entry with the lock held; throws with the lock released.
+    private func lockEntry(_ id: JobID) throws(JobError) -> Entry {
+        lock.lock()
+        do {
+            return try entryLocked(id)
+        } catch {
+            lock.unlock()
+            throw error
+        }
+    }
 
     private func entryLocked(_ id: JobID) throws(JobError) -> Entry {
         if let entry = entries[id], !entry.deleted { return entry }
