@@ -103,10 +103,15 @@ public struct JobRequest: Codable, Sendable, Equatable {
     public var carryLatents: Bool?
     /// A preview every this many steps; 0 = none; nil = `JobService.Configuration.previewEvery`.
     public var previewEvery: Int?
+    /// true = sample without a class (the null class of a model that has one); `classIndex` must
+    /// then be nil, and guidance defaults to 0. nil or false = a class (the default one if
+    /// `classIndex` is nil).
+    public var unconditional: Bool?
 
     public init(model: String? = nil, classIndex: Int? = nil, seed: UInt64? = nil, steps: Int? = nil,
                 sampler: SamplerKind? = nil, schedule: ScheduleKind? = nil, guidance: Float? = nil,
-                count: Int? = nil, carryLatents: Bool? = nil, previewEvery: Int? = nil) {
+                count: Int? = nil, carryLatents: Bool? = nil, previewEvery: Int? = nil,
+                unconditional: Bool? = nil) {
         self.model = model
         self.classIndex = classIndex
         self.seed = seed
@@ -117,6 +122,7 @@ public struct JobRequest: Codable, Sendable, Equatable {
         self.count = count
         self.carryLatents = carryLatents
         self.previewEvery = previewEvery
+        self.unconditional = unconditional
     }
 }
 

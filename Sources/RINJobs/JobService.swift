@@ -237,6 +237,13 @@ public final class JobService: @unchecked Sendable {
     private func resolve(_ request: JobRequest, for config: RINConfig) throws(JobError) -> (SamplingParameters, Int) {
         var parameters = SamplingParameters.defaults(for: config)
         if let value = request.classIndex { parameters.classIndex = value }
+        if request.unconditional == true {
+            guard request.classIndex == nil else {
+                throw .invalidParameter(name: "class", message: "give either a class or unconditional sampling, not both")
+            }
+            parameters.classIndex = nil
+            parameters.guidance = 0   // guidance needs a class; an explicit value below is checked
+        }
         if let value = request.steps { parameters.steps = value }
         if let value = request.sampler { parameters.sampler = value }
         if let value = request.schedule { parameters.schedule = value }
@@ -287,23 +294,16 @@ public final class JobService: @unchecked Sendable {
         return JobPage(jobs: page.map(snapshotLocked), total: matching.count)
     }
 
-    /// The latest preview (after success: the final images as one preview picture).
+    /// The latest preview (after success: the final images as one preview picture). Active jobs
+    /// keep theirs in memory; a finished job's is read from disk, so memory does not grow with
+    /// the number of retained jobs.
     public func preview(_ id: JobID) throws(JobError) -> JobImage {
         let entry = try lockEntry(id)
-        if let preview = entry.preview {
-            lock.unlock()
-            return preview
-        }
-        let step = entry.record.previewStep
+        let (cached, step) = (entry.preview, entry.record.previewStep)
         lock.unlock()
+        if let cached { return cached }
         guard let step else { throw .noPreview(id) }
-        // Loaded from disk after a restart.
-        let data = try store.read(store.previewFile(of: id))
-        let image = JobImage(step: step, data: data)
-        lock.withLock {
-            if !entry.deleted && entry.record.previewStep == step { entry.preview = image }
-        }
-        return image
+        return JobImage(step: step, data: try store.read(store.previewFile(of: id)))
     }
 
     /// The `index`-th final image of a succeeded job.
@@ -329,15 +329,22 @@ public final class JobService: @unchecked Sendable {
     /// subscription then holds its final event and ends. `capacity` defaults to
     /// `configuration.subscriberBuffer`.
     public func subscribe(_ id: JobID, capacity: Int? = nil) throws(JobError) -> JobSubscription {
-        lock.lock()
-        defer { lock.unlock() }
-        let entry = try entryLocked(id)
+        let entry = try lockEntry(id)
         let subscription = JobSubscription(jobID: id, capacity: capacity ?? configuration.subscriberBuffer)
         let snapshot = snapshotLocked(entry)
-        subscription.push(JobEvent(kind: .snapshot, job: snapshot, preview: entry.preview))
         if let kind = Self.terminalKind(snapshot.status) {
-            subscription.push(JobEvent(kind: kind, job: snapshot, preview: entry.preview))
-        } else if !accepting && liveWorkers == 0 {
+            lock.unlock()
+            // Finished: nothing more will happen, so the (disk) read needs no lock.
+            let preview = snapshot.previewStep.flatMap { step in
+                (try? store.read(store.previewFile(of: id))).map { JobImage(step: step, data: $0) }
+            }
+            subscription.push(JobEvent(kind: .snapshot, job: snapshot, preview: preview))
+            subscription.push(JobEvent(kind: kind, job: snapshot, preview: kind == .succeeded ? preview : nil))
+            return subscription
+        }
+        defer { lock.unlock() }
+        subscription.push(JobEvent(kind: .snapshot, job: snapshot, preview: entry.preview))
+        if !accepting && liveWorkers == 0 {
             subscription.push(JobEvent(kind: .requeued, job: snapshot))
         } else {
             entry.subscribers.append(subscription)
@@ -702,6 +709,7 @@ public final class JobService: @unchecked Sendable {
         let (subscribers, event) = lock.withLock { () -> ([JobSubscription], JobEvent?) in
             let subscribers = entry.subscribers
             entry.subscribers = []
+            defer { entry.preview = nil }   // from now on read from disk (see `preview(_:)`)
             let event = Self.terminalKind(status).map { kind in
                 JobEvent(kind: kind, job: snapshotLocked(entry), preview: status == .succeeded ? entry.preview : nil)
             }

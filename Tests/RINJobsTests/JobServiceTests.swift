@@ -340,4 +340,34 @@ final class JobServiceTests: XCTestCase {
         let restarted = try makeService(self, state: state)
         XCTAssertEqual(try waitForEnd(restarted, queued.id).kind, .succeeded)
     }
+
+    func testUnconditionalSamplingUsesTheNullClass() throws {
+        let service = try makeService(self, state: try makeStateDirectory(self))
+        let job = try service.submit(JobRequest(seed: 11, unconditional: true)).job
+        XCTAssertNil(job.parameters.classIndex)
+        XCTAssertEqual(job.parameters.guidance, 0)
+        XCTAssertEqual(try waitForEnd(service, job.id).kind, .succeeded)
+        XCTAssertEqual(try serviceImages(service, try service.job(job.id)), try directImages(job.parameters))
+        XCTAssertThrowsError(try service.submit(JobRequest(classIndex: 1, unconditional: true))) { error in
+            guard case .invalidParameter(name: "class", message: _) = error as? JobError else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try service.submit(JobRequest(guidance: 2, unconditional: true))) { error in
+            guard case .invalidParameter(name: "guidance", message: _) = error as? JobError else { return XCTFail("\(error)") }
+        }
+        let defaulted = try service.submit(JobRequest(seed: 12)).job
+        XCTAssertEqual(defaulted.parameters.classIndex, 0, "the model's default class")
+        XCTAssertEqual(defaulted.parameters.guidance, 1, "the checkpoint's default guidance")
+    }
+
+    func testFailedPreviewsCostOnlyThePreview() throws {
+        let encoder = RawEncoder()
+        encoder.failPreview()
+        let service = try makeService(self, state: try makeStateDirectory(self), encoder: encoder)
+        let job = try service.submit(JobRequest(seed: 6, previewEvery: 1)).job
+        XCTAssertEqual(try waitForEnd(service, job.id).kind, .succeeded)
+        let done = try service.job(job.id)
+        XCTAssertNil(done.previewStep)
+        assertJobError(.noPreview(job.id)) { _ = try service.preview(job.id) }
+        XCTAssertEqual(try serviceImages(service, done), try directImages(job.parameters))
+    }
 }

@@ -127,6 +127,31 @@ final class RecoveryTests: XCTestCase {
         XCTAssertEqual(try waitForEnd(second, try second.submit(JobRequest(seed: 2)).job.id).kind, .succeeded)
     }
 
+    func testQueuedJobsOfAModelNoLongerLoadedFailAtStart() throws {
+        let encoder = RawEncoder(gated: true)
+        let state = try makeStateDirectory(self)
+        let first = try makeService(self, state: state, encoder: encoder)
+        let running = try first.submit(JobRequest(seed: 1, previewEvery: 1)).job
+        encoder.waitUntilEntered(1)
+        let queued = try first.submit(JobRequest(seed: 2)).job
+        let drained = onThread { first.drain(deadline: .zero) }
+        while first.isAccepting { Thread.sleep(forTimeInterval: 0.001) }
+        encoder.open()
+        XCTAssertEqual(drained.wait(timeout: .now() + 120), .success)
+        // Rename the model in the queued job's record, as if the daemon restarted without it.
+        let file = state.appendingPathComponent("jobs/\(queued.id)/job.json")
+        let text = try String(contentsOf: file, encoding: .utf8)
+        XCTAssertTrue(text.contains("\"model\" : \"tiny\""), text)
+        try text.replacingOccurrences(of: "\"model\" : \"tiny\"", with: "\"model\" : \"retired\"")
+            .write(to: file, atomically: true, encoding: .utf8)
+
+        let second = try makeService(self, state: state)
+        let failed = try second.job(queued.id)
+        XCTAssertEqual(failed.status, .failed)
+        XCTAssertEqual(failed.error, "model 'retired' is not loaded")
+        XCTAssertEqual(try waitForEnd(second, running.id).kind, .succeeded)
+    }
+
     func testUnwritableStateDirectoryIsAStorageError() throws {
         let file = try makeStateDirectory(self).appendingPathComponent("a-file")
         try Data("x".utf8).write(to: file)

@@ -27,6 +27,7 @@ final class RawEncoder: ImageEncoder, @unchecked Sendable {
     private var gateOpen: Bool
     private var entered = 0
     private var failFinalImages = false
+    private var failPreviews = false
 
     init(gated: Bool = false) {
         gateOpen = !gated
@@ -48,7 +49,9 @@ final class RawEncoder: ImageEncoder, @unchecked Sendable {
         entered += 1
         condition.broadcast()
         while !gateOpen { condition.wait() }
+        let fail = failPreviews
         condition.unlock()
+        if fail { throw CocoaError(.fileWriteUnknown) }
         return images.reduce(into: Data()) { $0.append(Self.bytes($1)) }
     }
 
@@ -73,6 +76,7 @@ final class RawEncoder: ImageEncoder, @unchecked Sendable {
     }
 
     func failFinal() { condition.withLock { failFinalImages = true } }
+    func failPreview() { condition.withLock { failPreviews = true } }
 }
 
 /// A wall clock the test moves.
