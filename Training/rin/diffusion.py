@@ -142,8 +142,10 @@ def sample(model, *, class_index: int | None, seed: int, steps: int, sampler: st
            x_start: torch.Tensor | None = None) -> SampleResult:
     """One sampling run of `count` images, all of class `class_index` (None = unconditional: the
     null class on a model with one, nothing on an unconditional model). Image i starts from
-    noise(seed, i, 0); DDPM step k adds noise(seed, i, k + 1)."""
+    noise(seed, i, 0); DDPM step k adds noise(seed, i, k + 1). Runs on the model's device; the
+    result's tensors are on the CPU."""
     cfg = model.cfg
+    device = next(model.parameters()).device
     if steps < 1:
         raise ValueError("steps must be >= 1")
     if sampler not in ("ddim", "ddpm"):
@@ -164,23 +166,23 @@ def sample(model, *, class_index: int | None, seed: int, steps: int, sampler: st
             class_index = null
         if not 0 <= class_index < cfg.num_classes + (1 if null is not None else 0):
             raise ValueError(f"class {class_index} out of range")
-        cond = torch.full((count,), class_index, dtype=torch.long)
+        cond = torch.full((count,), class_index, dtype=torch.long, device=device)
 
     gamma = gamma_fn(schedule, cfg.sigmoid_schedule())
     shape = (cfg.frames, cfg.height, cfg.width, cfg.channels)
     size = int(np.prod(shape))
-    x = initial_noise(seed, count, shape) if x_start is None else x_start.clone()
-    z_prev = model.zero_latents(count)
+    x = (initial_noise(seed, count, shape) if x_start is None else x_start.clone()).to(device, torch.float32)
+    z_prev = model.zero_latents(count, device=device)
     step_x0, gammas = [], []
     x0 = x
     for k in range(steps):
         g = clip_gamma(gamma(1.0 - k / steps))
         g_next = clip_gamma(gamma(1.0 - (k + 1) / steps))
         gammas.append((g, g_next))
-        g_in = torch.full((count,), g, dtype=torch.float32)
+        g_in = torch.full((count,), g, dtype=torch.float32, device=device)
         if guidance > 0:
             out2, z2 = model(torch.cat([x, x]), torch.cat([g_in, g_in]),
-                             torch.cat([cond, torch.full((count,), null, dtype=torch.long)]),
+                             torch.cat([cond, torch.full((count,), null, dtype=torch.long, device=device)]),
                              torch.cat([z_prev, z_prev]))
             out_c, out_u = out2[:count], out2[count:]
             out = (1 + guidance) * out_c - guidance * out_u
@@ -193,8 +195,9 @@ def sample(model, *, class_index: int | None, seed: int, steps: int, sampler: st
             x = math.sqrt(g_next) * x0 + math.sqrt(1 - g_next) * eps
         else:
             a = min(max(g / g_next, 0.0), 1.0)
-            fresh = torch.from_numpy(np.stack([noise(seed, i, k + 1, size).reshape(shape) for i in range(count)]))
+            fresh = torch.from_numpy(np.stack([noise(seed, i, k + 1, size).reshape(shape) for i in range(count)])).to(device)
             x = (x - (1 - a) / math.sqrt(1 - g) * eps) / math.sqrt(a) + math.sqrt(1 - a) * fresh
-        step_x0.append(x0)
-        z_prev = z if carry else model.zero_latents(count)
-    return SampleResult(final_x0=x0, step_x0=torch.stack(step_x0), pixels=to_pixels(x0), z=z, gammas=gammas)
+        step_x0.append(x0.cpu())
+        z_prev = z if carry else model.zero_latents(count, device=device)
+    return SampleResult(final_x0=x0.cpu(), step_x0=torch.stack(step_x0), pixels=to_pixels(x0), z=z.cpu(),
+                        gammas=gammas)
