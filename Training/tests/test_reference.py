@@ -414,15 +414,33 @@ def test_sampler_rejects_bad_requests():
 
 # ------------------------------------------------------------------------------- fixtures and CLI
 
+def _run_tolerance(key: str) -> float:
+    """DDPM runs amplify float32 rounding ~1e4 times at step 0 (Tests/Fixtures/README.md)."""
+    return 2e-2 if "ddpm" in key.split(".")[0] else 1e-4
+
+
 def test_recorded_fixtures_are_current(tmp_path):
-    """Rerunning record_fixtures.py reproduces the committed files byte for byte."""
+    """Rerunning record_fixtures.py reproduces the committed files: weights, configs, JSON and noise
+    byte for byte; network outputs within float32 noise (bytes are identical on the pinned torch and
+    this machine, but other torch builds or CPUs round differently), so a stale fixture still fails."""
     subprocess.run([sys.executable, str(TRAINING / "record_fixtures.py"), "--out", str(tmp_path)],
                    check=True, capture_output=True)
     committed = sorted(p.relative_to(FIXTURES) for p in FIXTURES.rglob("*") if p.is_file())
     fresh = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     assert committed == fresh
     for rel in committed:
-        assert (FIXTURES / rel).read_bytes() == (tmp_path / rel).read_bytes(), str(rel)
+        old, new = FIXTURES / rel, tmp_path / rel
+        if rel.name in ("forward.safetensors", "trajectories.safetensors"):
+            a, b = load_file(str(old)), load_file(str(new))
+            assert sorted(a) == sorted(b), str(rel)
+            for key in a:
+                if key.endswith(".pixels"):
+                    assert (a[key] - b[key]).abs().max() <= 1, f"{rel}: {key}"
+                else:
+                    tol = 1e-5 if rel.name == "forward.safetensors" else _run_tolerance(key)
+                    torch.testing.assert_close(a[key], b[key], atol=tol, rtol=0, msg=f"{rel}: {key}")
+        else:
+            assert old.read_bytes() == new.read_bytes(), str(rel)
     total = sum((FIXTURES / rel).stat().st_size for rel in committed)
     assert total < 3_000_000
 
