@@ -1,0 +1,343 @@
+"""Train a class-conditional RIN on CIFAR-10 with the recipe of ../shared/spec/RIN.md ("Training").
+
+Recipe: the config's prediction target (v for the bundled model), sigmoid(-3, 3, 0.9) training schedule
+(the config's training.schedule), MSE on the target, latent self-conditioning at the config's rate
+(0.9: a first pass without gradient gives Z~, the trained pass takes stop_grad(Z~)), label dropout to
+the null class (0.1), dropout in the latent FFs, horizontal flips, AdamW with linear warm-up and an
+optional cosine decay, gradient clipping, and an EMA of the weights: the EMA is what gets exported.
+
+    # CPU smoke test (float32; see --bf16 below)
+    python Training/train.py --config Training/configs/cifar10-tiny.json --run-dir Training/runs/tiny \
+        --time-limit 2 --export Training/runs/tiny/export
+    # the GPU command is in Training/README.md
+
+Run directory: `state.pt` (model, EMA, optimizer, step, RNG, training seconds), written atomically every
+--checkpoint-every minutes and at the end; `--resume` continues from it. `train.log` gets the progress
+lines. `--export DIR` writes DIR/config.json (with training metadata) and DIR/model.safetensors (EMA
+weights, --export-dtype) when training stops (time limit, --steps, or Ctrl-C / SIGTERM).
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import signal
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import data  # noqa: E402
+import rin  # noqa: E402
+from rin import diffusion  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="model config JSON (Training/configs/)")
+    parser.add_argument("--run-dir", required=True, help="folder for state.pt and train.log")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/state.pt if it exists")
+    parser.add_argument("--export", metavar="DIR", help="write the EMA checkpoint here when training stops")
+    parser.add_argument("--export-dtype", default="float16", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--preview", metavar="PNG", help="at the end, write a 10 x 8 sample grid (DDIM 50, guidance 3)")
+    parser.add_argument("--log", metavar="FILE", help="progress log (default RUN_DIR/train.log)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--data-npz", metavar="PATH", help="packed train split (data.py --pack) instead of ../shared")
+    parser.add_argument("--data-source", default=data.DEFAULT_SOURCE, help="folder with the CIFAR-10 archives")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--betas", default="0.9,0.99")
+    parser.add_argument("--warmup", type=int, default=500, help="linear warm-up steps")
+    parser.add_argument("--decay-minutes", type=float, default=0.0,
+                        help="cosine-decay the LR to --min-lr-ratio over this many minutes of training time "
+                             "(default: the --time-limit when one is given, else constant LR)")
+    parser.add_argument("--min-lr-ratio", type=float, default=0.05)
+    parser.add_argument("--grad-clip", type=float, default=1.0)
+    parser.add_argument("--ema-decay", type=float, default=0.9995)
+    parser.add_argument("--latent-dropout", type=float, default=0.1, help="dropout in the latent FFs")
+    parser.add_argument("--self-cond-rate", type=float, help="default: the config's training.self_conditioning_rate")
+    parser.add_argument("--label-dropout", type=float, help="default: the config's training.label_dropout")
+    parser.add_argument("--no-flip", action="store_true")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bfloat16 autocast (use on CUDA; on CPUs without AVX512-BF16 it is ~40x slower)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (falls back to eager on error)")
+    parser.add_argument("--steps", type=int, default=0, help="stop after this many optimizer steps (0 = no limit)")
+    parser.add_argument("--time-limit", type=float, default=0.0, metavar="MINUTES",
+                        help="stop cleanly (save, export) after this many minutes of this process's wall time")
+    parser.add_argument("--checkpoint-every", type=float, default=5.0, metavar="MINUTES")
+    parser.add_argument("--log-every", type=int, default=50, metavar="STEPS")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+class Logger:
+    def __init__(self, path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.handle = open(path, "a", buffering=1)
+
+    def __call__(self, message):
+        line = f"[{time.strftime('%H:%M:%S')}] {message}"
+        print(line, flush=True)
+        self.handle.write(line + "\n")
+
+
+def hardware_string(device):
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__}, CUDA {torch.version.cuda})"
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} thread(s) (torch {torch.__version__})"
+
+
+def decay_parameter_groups(model, weight_decay):
+    """Weight decay on matrices only; biases, norms, embeddings and the learned tables are exempt."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        exempt = parameter.ndim < 2 or name in ("pos_embed", "latents") or name.startswith("class_embed")
+        (no_decay if exempt else decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def learning_rate(args, step, train_seconds):
+    warm = min(1.0, (step + 1) / max(1, args.warmup))
+    if args.decay_minutes <= 0:
+        return args.lr * warm
+    progress = min(1.0, train_seconds / (args.decay_minutes * 60.0))
+    ratio = args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return args.lr * warm * ratio
+
+
+def save_state(path, model, ema, optimizer, step, train_seconds, generator, args):
+    state = {
+        "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+        "step": step, "train_seconds": train_seconds, "generator": generator.get_state(),
+        "cpu_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "args": vars(args),
+    }
+    temporary = path + ".tmp"
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+def export(ema, cfg, args, directory, step, train_seconds, wall_seconds, hardware, log):
+    exported = rin.RINConfig.from_dict(cfg.to_dict())
+    training = dict(exported.training)
+    training.update({
+        "steps": int(step),
+        "images_seen": int(step) * args.batch_size,
+        "train_seconds": round(train_seconds, 1),
+        "wall_seconds_last_session": round(wall_seconds, 1),
+        "hardware": hardware,
+        "recipe": {
+            "optimizer": "AdamW", "lr": args.lr, "betas": args.betas, "weight_decay": args.weight_decay,
+            "warmup_steps": args.warmup, "decay_minutes": args.decay_minutes, "min_lr_ratio": args.min_lr_ratio,
+            "batch_size": args.batch_size, "grad_clip": args.grad_clip, "ema_decay": args.ema_decay,
+            "latent_dropout": args.latent_dropout, "horizontal_flips": not args.no_flip,
+            "bf16_autocast": args.bf16, "loss": f"MSE on {cfg.prediction}",
+        },
+        "data": "CIFAR-10 train split (50,000 JPEG-decoded images)",
+    })
+    training["self_conditioning_rate"] = args.self_cond_rate
+    training["label_dropout"] = args.label_dropout
+    training["notes"] = (training.get("notes") or "") + " | trained with Training/train.py; EMA weights"
+    exported.training = training
+    rin.save_checkpoint(ema, directory, dtype=args.export_dtype, config=exported)
+    size = os.path.getsize(os.path.join(directory, "model.safetensors"))
+    log(f"exported EMA weights ({args.export_dtype}, {size / 1e6:.1f} MB) and config.json to {directory}")
+
+
+def write_preview(ema, path, device, log):
+    from PIL import Image
+
+    rows = []
+    for class_index in range(ema.cfg.num_classes):
+        result = diffusion.sample(ema, class_index=class_index, seed=class_index, steps=50, sampler="ddim",
+                                  schedule="cosine", guidance=3.0 if ema.null_class is not None else 0.0, count=8)
+        rows.append(np.concatenate(list(result.pixels[:, 0]), axis=1))  # (H, 8 W, C)
+    grid = np.concatenate(rows, axis=0)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(path)
+    log(f"wrote preview grid {path}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    started = time.time()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    os.makedirs(args.run_dir, exist_ok=True)
+    log = Logger(args.log or os.path.join(args.run_dir, "train.log"))
+    state_path = os.path.join(args.run_dir, "state.pt")
+
+    cfg = rin.RINConfig.load(args.config)
+    if cfg.num_classes != len(data.CLASS_NAMES) or cfg.height != 32 or cfg.width != 32 or cfg.frames != 1:
+        sys.exit(f"{args.config}: train.py trains 32x32 CIFAR-10 models with 10 classes")
+    if cfg.class_names is None:
+        cfg.class_names = list(data.CLASS_NAMES)
+    if args.self_cond_rate is None:
+        args.self_cond_rate = float(cfg.training.get("self_conditioning_rate", 0.9))
+    if args.label_dropout is None:
+        args.label_dropout = float(cfg.training.get("label_dropout", 0.1))
+    if args.label_dropout > 0 and not cfg.null_class:
+        sys.exit("label dropout needs classes.null_class = true in the config")
+    if args.decay_minutes <= 0 and args.time_limit > 0:
+        args.decay_minutes = args.time_limit
+    sigmoid_params = cfg.sigmoid_schedule()
+    schedule_kind = (cfg.training.get("schedule") or {}).get("kind", "sigmoid")
+
+    # Data: the whole train split lives on the device as uint8 (150 MB); batches are gathered there.
+    try:
+        images, labels = data.load_npz(args.data_npz) if args.data_npz else data.load_split("train", args.data_source)
+    except data.DataError as error:
+        sys.exit(f"data error: {error}")
+    images = torch.from_numpy(images).to(device)  # (N, 32, 32, 3) uint8
+    labels = torch.from_numpy(labels).to(device)  # (N,) int64
+    count = images.shape[0]
+
+    model = rin.RIN(cfg, latent_dropout=args.latent_dropout).to(device)
+    ema = rin.RIN(cfg).to(device).eval()
+    ema.load_state_dict(model.state_dict())
+    for parameter in ema.parameters():
+        parameter.requires_grad_(False)
+    betas = tuple(float(b) for b in args.betas.split(","))
+    optimizer = torch.optim.AdamW(decay_parameter_groups(model, args.weight_decay), lr=args.lr, betas=betas,
+                                  fused=device.type == "cuda")
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    step, train_seconds = 0, 0.0
+    if args.resume and os.path.isfile(state_path):
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, train_seconds = state["step"], state["train_seconds"]
+        generator.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["cpu_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        log(f"resumed from {state_path} at step {step} ({train_seconds / 60:.1f} min trained)")
+    parameters = sum(p.numel() for p in model.parameters())
+    hardware = hardware_string(device)
+    log(f"config {args.config}: {parameters / 1e6:.2f}M parameters; {count} images; device {hardware}; "
+        f"batch {args.batch_size}, lr {args.lr}, bf16 {args.bf16}, compile {args.compile}, "
+        f"self-cond {args.self_cond_rate}, label dropout {args.label_dropout}, latent dropout {args.latent_dropout}")
+
+    forward = model
+    if args.compile:
+        forward = torch.compile(model)
+    null_class = model.null_class
+    latent_shape = (cfg.latent_count, cfg.latent_dim)
+    ema_params = list(ema.parameters())
+    model_params = list(model.parameters())
+    ema_buffers_pairs = list(zip(ema.buffers(), model.buffers()))
+
+    def training_step(batch_size):
+        index = torch.randint(0, count, (batch_size,), device=device, generator=generator)
+        x0 = images[index].float().div_(127.5).sub_(1.0)  # (B, 32, 32, 3) in [-1, 1]
+        if not args.no_flip:
+            flip = torch.rand(batch_size, device=device, generator=generator) < 0.5
+            x0 = torch.where(flip[:, None, None, None], x0.flip(2), x0)
+        classes = labels[index]
+        if args.label_dropout > 0:
+            drop = torch.rand(batch_size, device=device, generator=generator) < args.label_dropout
+            classes = torch.where(drop, torch.full_like(classes, null_class), classes)
+        t = torch.rand(batch_size, device=device, generator=generator)
+        gamma = diffusion.gamma_tensor(schedule_kind, t, sigmoid_params)  # (B,) clipped
+        g = gamma[:, None, None, None]
+        eps = torch.randn(x0.shape, device=device, generator=generator)
+        x_t = diffusion.q_sample(x0, eps, g)
+        target = diffusion.target(cfg.prediction, x0, eps, g)
+        z_prev = torch.zeros((batch_size, *latent_shape), device=device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            if args.self_cond_rate > 0:
+                with torch.no_grad():
+                    _, z_first = forward(x_t, gamma, classes, z_prev)
+                use = (torch.rand(batch_size, device=device, generator=generator) < args.self_cond_rate)
+                z_prev = torch.where(use[:, None, None], z_first.float(), z_prev).detach()
+            prediction, _ = forward(x_t, gamma, classes, z_prev)
+        loss = F.mse_loss(prediction.float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if args.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model_params, args.grad_clip)
+        optimizer.step()
+        return loss.detach()
+
+    stop = {"signal": None}
+
+    def on_signal(number, _frame):
+        stop["signal"] = number
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    last_checkpoint = time.time()
+    window_start, window_images, window_loss, window_steps = time.time(), 0, torch.zeros((), device=device), 0
+    reason = "steps"
+    model.train()
+    while True:
+        if args.steps and step >= args.steps:
+            reason = f"--steps {args.steps} reached"
+            break
+        if args.time_limit and time.time() - started >= args.time_limit * 60:
+            reason = f"time limit of {args.time_limit} min reached"
+            break
+        if stop["signal"] is not None:
+            reason = f"signal {stop['signal']}"
+            break
+        step_started = time.time()
+        lr = learning_rate(args, step, train_seconds)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        try:
+            loss = training_step(args.batch_size)
+        except Exception as error:  # torch.compile failures surface on the first call
+            if forward is model:
+                raise
+            log(f"torch.compile failed ({type(error).__name__}: {str(error)[:300]}); continuing eagerly")
+            forward = model
+            continue
+        decay = min(args.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_lerp_(ema_params, model_params, 1 - decay)
+            for ema_buffer, buffer in ema_buffers_pairs:
+                ema_buffer.copy_(buffer)
+        step += 1
+        window_loss += loss
+        window_steps += 1
+        window_images += args.batch_size
+        if step % args.log_every == 0 or step == 1:
+            mean_loss = (window_loss / window_steps).item()  # synchronises the device
+            now = time.time()
+            rate = window_images / max(now - window_start, 1e-9)
+            log(f"step {step} loss {mean_loss:.4f} lr {lr:.2e} {rate:.1f} images/s "
+                f"elapsed {(now - started) / 60:.1f} min trained {(train_seconds + now - step_started) / 60:.1f} min")
+            window_start, window_images, window_loss, window_steps = now, 0, torch.zeros((), device=device), 0
+        train_seconds += time.time() - step_started
+        if time.time() - last_checkpoint >= args.checkpoint_every * 60:
+            save_state(state_path, model, ema, optimizer, step, train_seconds, generator, args)
+            last_checkpoint = time.time()
+            log(f"saved {state_path} at step {step}")
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    log(f"stopping: {reason}; step {step}, {train_seconds / 60:.1f} min trained")
+    save_state(state_path, model, ema, optimizer, step, train_seconds, generator, args)
+    log(f"saved {state_path} at step {step}")
+    if args.export:
+        export(ema, cfg, args, args.export, step, train_seconds, time.time() - started, hardware, log)
+    if args.preview:
+        write_preview(ema, args.preview, device, log)
+    log(f"done in {(time.time() - started) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
