@@ -14,7 +14,8 @@ optional cosine decay, gradient clipping, and an EMA of the weights: the EMA is 
 Run directory: `state.pt` (model, EMA, optimizer, step, RNG, training seconds), written atomically every
 --checkpoint-every minutes and at the end; `--resume` continues from it. `train.log` gets the progress
 lines. `--export DIR` writes DIR/config.json (with training metadata) and DIR/model.safetensors (EMA
-weights, --export-dtype) when training stops (time limit, --steps, or Ctrl-C / SIGTERM).
+weights, --export-dtype) at every periodic save and when training stops (time limit, --steps, Ctrl-C or
+SIGTERM).
 """
 
 import argparse
@@ -324,8 +325,10 @@ def main(argv=None):
         train_seconds += time.time() - step_started
         if time.time() - last_checkpoint >= args.checkpoint_every * 60:
             save_state(state_path, model, ema, optimizer, step, train_seconds, generator, args)
-            last_checkpoint = time.time()
             log(f"saved {state_path} at step {step}")
+            if args.export:  # a usable checkpoint exists at every save, not only at the end
+                export(ema, cfg, args, args.export, step, train_seconds, time.time() - started, hardware, log)
+            last_checkpoint = time.time()
 
     if device.type == "cuda":
         torch.cuda.synchronize()
