@@ -184,16 +184,17 @@ public final class JobService: @unchecked Sendable {
         let entry = Entry(record: record, checkpoint: checkpoint)
 
         lock.lock()
-        guard accepting else {
-            lock.unlock()
-            throw .shuttingDown
-        }
+        // A retry is answered even while draining: the job it asks about exists.
         if let key = idempotencyKey, let existingID = idempotency[key], let existing = entries[existingID] {
             defer { lock.unlock() }
             guard existing.record.request == normalized else {
                 throw .idempotencyConflict(key: key, existing: existingID)
             }
             return JobSubmission(job: snapshotLocked(existing), replayed: true)
+        }
+        guard accepting else {
+            lock.unlock()
+            throw .shuttingDown
         }
         guard queue.count + pendingSubmits < configuration.maxQueue else {
             let retryAfter = retryAfterLocked()
@@ -449,7 +450,7 @@ public final class JobService: @unchecked Sendable {
         }
         if let hours = configuration.keepHours {
             let cutoff = configuration.now().addingTimeInterval(-hours * 3600)
-            let kept = finished.prefix(configuration.keepJobs ?? finished.count)
+            let kept = finished.prefix(max(0, configuration.keepJobs ?? finished.count))
             expired += kept.filter { ($0.record.finishedAt ?? .distantPast) < cutoff }
         }
         return expired

@@ -323,11 +323,13 @@ final class JobServiceTests: XCTestCase {
         let service = try makeService(self, state: state, encoder: encoder)
         let running = try service.submit(JobRequest(seed: 1, previewEvery: 1)).job
         encoder.waitUntilEntered(1)
-        let queued = try service.submit(JobRequest(seed: 2)).job
+        let queued = try service.submit(JobRequest(seed: 2), idempotencyKey: "k").job
         let queuedWatch = try service.subscribe(queued.id)
         let drained = onThread { service.drain(deadline: .seconds(600)) }
         while service.isAccepting { Thread.sleep(forTimeInterval: 0.001) }
         assertJobError(.shuttingDown) { _ = try service.submit(JobRequest(seed: 3)) }
+        XCTAssertEqual(try service.submit(JobRequest(seed: 2), idempotencyKey: "k").job.id, queued.id,
+                       "a retry of an accepted job is still answered")
         XCTAssertTrue(service.isDraining)
         encoder.open()
         XCTAssertEqual(drained.wait(timeout: .now() + 120), .success)
