@@ -50,10 +50,11 @@ struct MHD_Daemon *rind_mhd_start(const rind_mhd_options *o,
     if (log != NULL) {
         __atomic_store_n(&rind_log_function, log, __ATOMIC_RELEASE);
         flags |= MHD_USE_ERROR_LOG;
+        // The logger must be the first option, or MHD prints early messages itself.
         return MHD_start_daemon(flags, 0, NULL, NULL, handler, handler_cls,
+                                MHD_OPTION_EXTERNAL_LOGGER, rind_mhd_logger, log_cls,
                                 MHD_OPTION_ARRAY, items,
                                 MHD_OPTION_NOTIFY_COMPLETED, completed, completed_cls,
-                                MHD_OPTION_EXTERNAL_LOGGER, rind_mhd_logger, log_cls,
                                 MHD_OPTION_END);
     }
     return MHD_start_daemon(flags, 0, NULL, NULL, handler, handler_cls,

@@ -158,7 +158,7 @@ public final class APIServer: @unchecked Sendable {
         case .notFound: route = "unmatched"
         }
         metrics.recordRequest(route: route, method: request.method, status: status, seconds: seconds)
-        logger.info("request", metadata: [
+        logger.info("\(request.method) \(request.path) \(status)", metadata: [
             "method": .string(request.method), "path": .string(request.path), "status": .stringConvertible(status),
             "duration_ms": .string(String(format: "%.1f", seconds * 1000)), "client": .string(request.clientAddress),
         ])

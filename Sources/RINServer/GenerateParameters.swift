@@ -96,7 +96,7 @@ enum GenerateParameters {
         }
         if let text = values["seed"] {
             guard let seed = UInt64(text) else {
-                throw Problem.invalidParameter("seed", "'seed' must be an integer in 0...\(UInt64.max); got '\(text)'")
+                throw Problem.invalidParameter("seed", "'seed' must be a non-negative integer; got '\(text)'")
             }
             request.seed = seed
         }

@@ -41,14 +41,13 @@ final class ServerSentEventsBody: StreamingBody, @unchecked Sendable {
             if closed.isClosed || subscription.isFinished { return nil }
             return Array(": keep-alive\n\n".utf8)
         }
-        var finishesStream = event.isTerminal
+        let finishesStream = event.isTerminal
         let name: String
         var data: String
         switch event.kind {
         case .snapshot:
             name = "snapshot"
             data = Self.json(JobBody(event.job, config: config))
-            finishesStream = event.job.status.isFinished
         case .progress:
             name = "progress"
             data = Self.json(JobBody(event.job, config: config))

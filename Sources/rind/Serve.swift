@@ -1,6 +1,294 @@
+// `rind serve`: wires the checkpoints, the job service and the HTTP server together, and runs the
+// daemon's life: listen (not ready) -> load models -> ready (sd_notify READY=1) -> SIGTERM/SIGINT ->
+// not ready (STOPPING=1) -> drain the job service -> stop listening -> exit 0.
 import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import RINJobs
+import RINModel
+import RINServer
+import RINTensor
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "(being written)")
-    func run() async throws { throw ExitCode(2) }
+    static let configuration = CommandConfiguration(
+        abstract: "Run the HTTP daemon (what plain `rind` runs).",
+        discussion: """
+            Every subdirectory of --checkpoints that holds a config.json is a model (the directory \
+            name is its API name); cifar10, if present, is the default, else the first by name. \
+            SIGTERM or SIGINT drains: no new jobs, running jobs get --drain-seconds to finish and \
+            are otherwise requeued on disk, then the process exits 0.
+            """)
+
+    @Option(help: "Directory of checkpoints (default: ./checkpoints, else <prefix>/share/rind/checkpoints next to the executable).")
+    var checkpoints: String?
+
+    @Option(help: "Address to listen on; anything but loopback requires --api-key-file.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "Port to listen on; 0 picks a free one (logged as 'listening on http://HOST:PORT').")
+    var port: Int = 8080
+
+    @Option(help: "Where jobs and images are kept (default: $STATE_DIRECTORY under systemd, else ./rind-state).")
+    var stateDir: String?
+
+    @Option(help: "Queued jobs at most before POST /generate answers 429.")
+    var maxQueue: Int = 64
+
+    @Option(help: "Concurrent jobs (default: so that workers x threads <= cores).")
+    var workers: Int?
+
+    @Option(help: "OpenBLAS threads per worker (default: so that workers x threads <= cores).")
+    var threads: Int?
+
+    @Option(help: "Finished jobs kept at most (oldest deleted first; 410 Gone after).")
+    var keepJobs: Int = 1000
+
+    @Option(help: "Finished jobs are deleted this many hours after they finished.")
+    var keepHours: Double = 168
+
+    @Option(help: "Default preview interval in steps for requests without preview_every (0 = none).")
+    var previewEvery: Int = 5
+
+    @Option(help: "File holding the bearer API key (first line).")
+    var apiKeyFile: String?
+
+    @Option(help: "Largest request body in bytes (413 beyond).")
+    var maxBodyBytes: Int = 64 * 1024
+
+    @Option(help: "Largest request line plus headers in bytes (431 beyond).")
+    var maxHeaderBytes: Int = 32 * 1024
+
+    @Option(help: "Concurrent connections at most.")
+    var maxConnections: Int = 256
+
+    @Option(help: "Concurrent connections per client address at most.")
+    var maxConnectionsPerIp: Int = 64
+
+    @Option(help: "Seconds a connection may stay idle before it is closed.")
+    var requestTimeout: Int = 60
+
+    @Option(help: "On SIGTERM, seconds running jobs may go on before they are stopped and requeued.")
+    var drainSeconds: Double = 20
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    @Option(help: "text or json (one object per line).")
+    var logFormat: String = "text"
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        guard logFormat == "text" || logFormat == "json" else { throw ValidationError("--log-format must be text or json") }
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
+        guard maxQueue >= 0, keepJobs >= 0, keepHours > 0, previewEvery >= 0, maxBodyBytes > 0,
+              maxHeaderBytes >= 4096, maxConnections > 0, maxConnectionsPerIp > 0, requestTimeout > 0,
+              drainSeconds >= 0 else {
+            throw ValidationError("limits must be positive (--max-header-bytes at least 4096)")
+        }
+        if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let json = logFormat == "json"
+        LoggingSystem.bootstrap { label in
+            var handler: any LogHandler = json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "rind")
+        logger.logLevel = level
+
+        var serverConfiguration = APIServer.Configuration()
+        serverConfiguration.host = host
+        serverConfiguration.port = port
+        serverConfiguration.limits.maxBodyBytes = maxBodyBytes
+        serverConfiguration.limits.maxHeaderBytes = maxHeaderBytes
+        serverConfiguration.limits.maxConnections = maxConnections
+        serverConfiguration.limits.maxConnectionsPerIP = maxConnectionsPerIp
+        serverConfiguration.limits.connectionTimeoutSeconds = requestTimeout
+        do {
+            if let apiKeyFile { serverConfiguration.apiKey = try APIServer.readAPIKey(path: apiKeyFile) }
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(2)
+        }
+
+        // Metrics first, so the job service's handles bind to the Prometheus backend.
+        MetricsBackend.bootstrap()
+        let server: APIServer
+        do {
+            server = try APIServer(configuration: serverConfiguration, logger: Logger(label: "rind.http"))
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(2)
+        }
+        let shownHost = host.contains(":") ? "[\(host)]" : host
+        logger.notice("listening on http://\(shownHost):\(server.port)")
+
+        let signals = SignalWaiter(signals: [SIGTERM, SIGINT])
+        let notifier = SystemdNotifier()
+
+        // Models.
+        let directory = URL(fileURLWithPath: checkpoints ?? Self.defaultCheckpointDirectory())
+        let models: [RINCheckpoint]
+        do {
+            models = try Self.loadModels(from: directory, logger: logger)
+        } catch {
+            logger.critical("\(error)")
+            server.stop()
+            throw ExitCode(1)
+        }
+
+        // Workers: OpenBLAS's thread count is process-wide.
+        let plan = WorkerPlan.automatic(workers: workers, blasThreads: threads)
+        BLASThreads.set(plan.blasThreadsPerWorker)
+        let stateDirectory = URL(fileURLWithPath: stateDir ?? Self.defaultStateDirectory())
+        let jobConfiguration = JobService.Configuration(
+            stateDirectory: stateDirectory, workers: plan.workers, maxQueue: maxQueue, keepJobs: keepJobs,
+            keepHours: keepHours, previewEvery: previewEvery)
+        let service: JobService
+        do {
+            service = try JobService(configuration: jobConfiguration, models: models, encoder: PNGImageEncoder(),
+                                     logger: Logger(label: "rind.jobs"))
+        } catch {
+            logger.critical("\(error)")
+            server.stop()
+            throw ExitCode(1)
+        }
+        server.attach(service)
+        logger.notice("ready", metadata: [
+            "models": .string(models.map(\.name).joined(separator: ",")), "plan": .string(plan.description),
+            "state_dir": .string(stateDirectory.path), "queued": .stringConvertible(service.queueDepth),
+        ])
+        notifier.notify("READY=1\nSTATUS=serving \(models.count) model(s) on port \(server.port)")
+        let watchdog = Self.startWatchdog(notifier: notifier)
+
+        let received = await signals.next()
+        logger.notice("received \(received == SIGTERM ? "SIGTERM" : "SIGINT"): draining")
+        server.beginDrain()
+        notifier.notify("STOPPING=1\nSTATUS=draining")
+        let deadline = Duration.milliseconds(Int64(drainSeconds * 1000))
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            // drain blocks until the workers stop: keep it off the cooperative pool.
+            Thread.detachNewThread {
+                service.drain(deadline: deadline)
+                continuation.resume()
+            }
+        }
+        watchdog?.cancel()
+        server.stop()
+        logger.notice("drained; exiting", metadata: ["queued": .stringConvertible(service.queueDepth)])
+    }
+
+    /// ./checkpoints when it exists, else the install layout's share directory.
+    static func defaultCheckpointDirectory() -> String {
+        if FileManager.default.fileExists(atPath: "checkpoints") { return "checkpoints" }
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        return executable.deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("share/rind/checkpoints").path
+    }
+
+    /// `$STATE_DIRECTORY` (systemd's StateDirectory=; the first of a colon list) or ./rind-state.
+    static func defaultStateDirectory() -> String {
+        if let value = ProcessInfo.processInfo.environment["STATE_DIRECTORY"], !value.isEmpty {
+            return String(value.split(separator: ":").first ?? Substring(value))
+        }
+        return "rind-state"
+    }
+
+    /// Every subdirectory with a config.json, loaded; cifar10 first when present, else by name.
+    static func loadModels(from directory: URL, logger: Logger) throws -> [RINCheckpoint] {
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
+        } catch {
+            throw ValidationError("cannot read the checkpoints directory \(directory.path): \(error.localizedDescription)")
+        }
+        let candidates = names.filter {
+            FileManager.default.fileExists(atPath: directory.appendingPathComponent($0).appendingPathComponent("config.json").path)
+        }
+        let ordered = candidates.filter { $0 == "cifar10" } + candidates.filter { $0 != "cifar10" }
+        guard !ordered.isEmpty else {
+            throw ValidationError("no models in \(directory.path): each model is a subdirectory with config.json and model.safetensors")
+        }
+        var models: [RINCheckpoint] = []
+        for name in ordered {
+            let started = Date()
+            do {
+                models.append(try RINCheckpoint.load(from: directory.appendingPathComponent(name)))
+            } catch {
+                throw ValidationError("cannot load model '\(name)': \(error)")
+            }
+            logger.info("loaded model", metadata: ["model": .string(name),
+                                                   "seconds": .string(String(format: "%.2f", Date().timeIntervalSince(started)))])
+        }
+        return models
+    }
+
+    /// Pings the systemd watchdog at half of `WATCHDOG_USEC`, when it is set.
+    static func startWatchdog(notifier: SystemdNotifier) -> DispatchSourceTimer? {
+        guard let interval = SystemdNotifier.watchdogInterval() else { return nil }
+        let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "rind.watchdog"))
+        let micros = Int(interval.components.seconds) * 1_000_000 + Int(interval.components.attoseconds / 1_000_000_000_000)
+        timer.schedule(deadline: .now(), repeating: .microseconds(max(1000, micros)))
+        timer.setEventHandler { notifier.notify("WATCHDOG=1") }
+        timer.resume()
+        return timer
+    }
+}
+
+/// Turns SIGTERM/SIGINT into an awaitable value with DispatchSource (the signals are ignored by
+/// default handling, so the process is not killed before it drains).
+final class SignalWaiter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var received: [Int32] = []
+    private var waiter: CheckedContinuation<Int32, Never>?
+    private var sources: [DispatchSourceSignal] = []
+    private let queue = DispatchQueue(label: "rind.signals")
+
+    init(signals: [Int32]) {
+        for number in signals {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { [weak self] in self?.deliver(number) }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    private func deliver(_ number: Int32) {
+        lock.lock()
+        if let waiter {
+            self.waiter = nil
+            lock.unlock()
+            waiter.resume(returning: number)
+        } else {
+            received.append(number)
+            lock.unlock()
+        }
+    }
+
+    /// The next signal (one already received is returned at once).
+    func next() async -> Int32 {
+        await withCheckedContinuation { continuation in
+            lock.lock()
+            if !received.isEmpty {
+                let number = received.removeFirst()
+                lock.unlock()
+                continuation.resume(returning: number)
+            } else {
+                waiter = continuation
+                lock.unlock()
+            }
+        }
+    }
 }

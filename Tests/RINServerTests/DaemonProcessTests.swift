@@ -1,0 +1,280 @@
+import Foundation
+import RINImage
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The built `rind` binary as a subprocess: startup refusals, sd_notify, SIGTERM drain, and a
+/// crash plus restart with jobs queued and running.
+final class DaemonProcessTests: XCTestCase {
+    /// `<bin>/rind` beside the test bundle (`<bin>/rindPackageTests.xctest`, which on Linux is the
+    /// test runner itself).
+    static var binary: URL {
+        let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let bundle = Bundle(for: DaemonProcessTests.self).bundleURL
+        let candidates = [runner.deletingLastPathComponent(), bundle, bundle.deletingLastPathComponent()]
+            .map { $0.appendingPathComponent("rind") }
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
+    }
+
+    var scratch: URL!
+    var checkpoints: URL!
+
+    override func setUpWithError() throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.binary.path) else {
+            XCTFail("no rind binary at \(Self.binary.path): `swift build` builds it with the tests")
+            throw XCTSkip("rind not built")
+        }
+        scratch = Fixtures.temporaryDirectory("rind-daemon-test")
+        checkpoints = scratch.appendingPathComponent("checkpoints")
+        try FileManager.default.createDirectory(at: checkpoints, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: Fixtures.tinyCheckpoint, to: checkpoints.appendingPathComponent("tiny"))
+    }
+
+    override func tearDown() {
+        if let scratch { try? FileManager.default.removeItem(at: scratch) }
+    }
+
+    func testNonLoopbackHostWithoutAPIKeyRefusesToStart() throws {
+        let daemon = try Daemon(arguments: ["serve", "--checkpoints", checkpoints.path, "--host", "0.0.0.0", "--port", "0",
+                                            "--state-dir", scratch.appendingPathComponent("state").path], waitForPort: false)
+        let status = daemon.waitForExit()
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(daemon.output.contains("--api-key-file"), daemon.output)
+    }
+
+    func testNoModelsIsAClearError() throws {
+        let empty = scratch.appendingPathComponent("empty")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        let daemon = try Daemon(arguments: ["serve", "--checkpoints", empty.path, "--port", "0",
+                                            "--state-dir", scratch.appendingPathComponent("state").path])
+        XCTAssertEqual(daemon.waitForExit(), 1)
+        XCTAssertTrue(daemon.output.contains("no models in"), daemon.output)
+    }
+
+    func testAPIKeyFileIsEnforced() throws {
+        let keyFile = scratch.appendingPathComponent("api-key")
+        try "daemon-key\n".write(to: keyFile, atomically: true, encoding: .utf8)
+        let daemon = try Daemon(arguments: ["serve", "--checkpoints", checkpoints.path, "--host", "0.0.0.0", "--port", "0",
+                                            "--api-key-file", keyFile.path,
+                                            "--state-dir", scratch.appendingPathComponent("state").path])
+        defer { daemon.terminate() }
+        try daemon.waitUntilReady()
+        XCTAssertEqual(try http("GET", daemon.port, "/jobs").status, 401)
+        XCTAssertEqual(try http("GET", daemon.port, "/jobs", headers: ["Authorization": "Bearer daemon-key"]).status, 200)
+        XCTAssertEqual(try http("GET", daemon.port, "/healthz").status, 200)
+    }
+
+    func testSIGTERMDrainsNotifiesAndExitsZero() throws {
+        let notify = try NotifySocket(abstract: true)
+        let state = scratch.appendingPathComponent("state")
+        let daemon = try Daemon(arguments: ["serve", "--checkpoints", checkpoints.path, "--port", "0",
+                                            "--state-dir", state.path, "--workers", "1", "--threads", "1",
+                                            "--drain-seconds", "2", "--log-format", "json"],
+                                environment: ["NOTIFY_SOCKET": notify.address])
+        defer { daemon.terminate() }
+        XCTAssertTrue(notify.receive(until: "READY=1").contains("READY=1"))
+        XCTAssertEqual(try http("GET", daemon.port, "/readyz").status, 200)
+        let long = try http("POST", daemon.port, "/generate?class=0&steps=1000&n=16&seed=3").json["id"] as! String
+        for _ in 0..<3000 {
+            if (try http("GET", daemon.port, "/jobs/\(long)").json["status"] as? String) == "running" { break }
+            usleep(10_000)
+        }
+        kill(daemon.pid, SIGTERM)
+        XCTAssertTrue(notify.receive(until: "STOPPING=1").contains("STOPPING=1"))
+        // While the running job has its drain deadline: not ready, no new jobs, reads still work.
+        let ready = try? http("GET", daemon.port, "/readyz")
+        if let ready { XCTAssertEqual(ready.status, 503) }
+        if let refused = try? http("POST", daemon.port, "/generate?class=0") { XCTAssertEqual(refused.status, 503) }
+        XCTAssertEqual(daemon.waitForExit(), 0, daemon.output)
+        XCTAssertTrue(daemon.output.contains("\"msg\":\"drained; exiting\""), daemon.output)
+
+        // The interrupted job was persisted as queued: the next start runs it again.
+        let record = try Data(contentsOf: state.appendingPathComponent("jobs/\(long)/job.json"))
+        XCTAssertTrue(String(decoding: record, as: UTF8.self).contains("\"queued\""))
+    }
+
+    func testCrashAndRestartFinishQueuedAndRunningJobsWithIdenticalImages() throws {
+        let jobs = ["class=0&seed=11&steps=120&n=4&preview_every=10", "class=1&seed=12&steps=6", "class=2&seed=13&steps=7&n=2"]
+
+        // Reference: one uninterrupted run.
+        let reference = try runToCompletion(jobs, state: scratch.appendingPathComponent("reference"))
+
+        // Interrupted: SIGKILL while the first job runs and the others wait.
+        let notify = try NotifySocket(abstract: false, directory: scratch)
+        let state = scratch.appendingPathComponent("state")
+        let arguments = ["serve", "--checkpoints", checkpoints.path, "--port", "0", "--state-dir", state.path,
+                         "--workers", "1", "--threads", "1"]
+        let first = try Daemon(arguments: arguments, environment: ["NOTIFY_SOCKET": notify.address])
+        defer { first.terminate() }
+        XCTAssertTrue(notify.receive(until: "READY=1").contains("READY=1"))
+        var ids: [String] = []
+        for query in jobs {
+            ids.append(try http("POST", first.port, "/generate?\(query)").json["id"] as! String)
+        }
+        var sawRunning = false
+        for _ in 0..<3000 {
+            let job = try http("GET", first.port, "/jobs/\(ids[0])").json
+            let step = (job["progress"] as? [String: Any])?["step"] as? Int ?? 0
+            if job["status"] as? String == "running" && step > 0 { sawRunning = true; break }
+            usleep(5_000)
+        }
+        kill(first.pid, SIGKILL)
+        _ = first.waitForExit()
+        XCTAssertTrue(sawRunning, "the first job was running when the daemon was killed")
+
+        // A corrupt record among them is moved aside, not fatal.
+        let corrupt = state.appendingPathComponent("jobs/0123456789abcdef")
+        try FileManager.default.createDirectory(at: corrupt, withIntermediateDirectories: true)
+        try "{ not json".write(to: corrupt.appendingPathComponent("job.json"), atomically: true, encoding: .utf8)
+
+        let second = try Daemon(arguments: arguments)
+        defer { second.terminate() }
+        try second.waitUntilReady()
+        for (index, id) in ids.enumerated() {
+            var job: [String: Any] = [:]
+            for _ in 0..<6000 {
+                job = try http("GET", second.port, "/jobs/\(id)").json
+                if job["status"] as? String == "succeeded" { break }
+                usleep(20_000)
+            }
+            XCTAssertEqual(job["status"] as? String, "succeeded", "job \(index): \(job)")
+            let count = (job["params"] as? [String: Any])?["n"] as? Int ?? 1
+            for image in 0..<count {
+                let png = try http("GET", second.port, "/jobs/\(id)/image.png?i=\(image)").body
+                XCTAssertEqual(png, reference[index][image], "job \(index) image \(image) differs after the restart")
+            }
+        }
+        XCTAssertGreaterThanOrEqual(try http("GET", second.port, "/jobs/\(ids[0])").json["attempts"] as? Int ?? 0, 2)
+        XCTAssertEqual(try http("GET", second.port, "/jobs/0123456789abcdef").status, 404)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: corrupt.appendingPathComponent("job.json.corrupt").path))
+    }
+
+    /// Runs `queries` on a fresh daemon and returns every job's images.
+    private func runToCompletion(_ queries: [String], state: URL) throws -> [[[UInt8]]] {
+        let daemon = try Daemon(arguments: ["serve", "--checkpoints", checkpoints.path, "--port", "0",
+                                            "--state-dir", state.path, "--workers", "1", "--threads", "1"])
+        defer { daemon.terminate() }
+        try daemon.waitUntilReady()
+        var images: [[[UInt8]]] = []
+        for query in queries {
+            let id = try http("POST", daemon.port, "/generate?\(query)").json["id"] as! String
+            var job: [String: Any] = [:]
+            for _ in 0..<6000 {
+                job = try http("GET", daemon.port, "/jobs/\(id)").json
+                if job["status"] as? String == "succeeded" { break }
+                usleep(20_000)
+            }
+            XCTAssertEqual(job["status"] as? String, "succeeded")
+            let count = (job["params"] as? [String: Any])?["n"] as? Int ?? 1
+            images.append(try (0..<count).map { try http("GET", daemon.port, "/jobs/\(id)/image.png?i=\($0)").body })
+            XCTAssertNoThrow(try PNG.decode(Data(images.last![0])))
+        }
+        return images
+    }
+}
+
+/// A `rind` subprocess whose stderr is collected; its port is read from the "listening on" line.
+final class Daemon: @unchecked Sendable {
+    let process = Process()
+    private let lock = NSLock()
+    private var collected = ""
+    private(set) var port = 0
+
+    var pid: Int32 { process.processIdentifier }
+    var output: String { lock.withLock { collected } }
+
+    init(arguments: [String], environment: [String: String] = [:], waitForPort: Bool = true) throws {
+        process.executableURL = DaemonProcessTests.binary
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            .filter { $0.key != "NOTIFY_SOCKET" || environment["NOTIFY_SOCKET"] != nil }
+        let pipe = Pipe()
+        process.standardError = pipe
+        process.standardOutput = pipe
+        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self, !data.isEmpty else { return }
+            self.lock.withLock { self.collected += String(decoding: data, as: UTF8.self) }
+        }
+        try process.run()
+        if waitForPort {
+            for _ in 0..<3000 {
+                if let range = output.range(of: #"listening on http://127\.0\.0\.1:(\d+)|listening on http://0\.0\.0\.0:(\d+)"#,
+                                            options: .regularExpression) {
+                    port = Int(output[range].split(separator: ":").last ?? "") ?? 0
+                    break
+                }
+                if !process.isRunning { break }
+                usleep(10_000)
+            }
+        }
+    }
+
+    /// Polls /readyz until it answers 200.
+    func waitUntilReady() throws {
+        for _ in 0..<3000 {
+            if port > 0, let result = try? http("GET", port, "/readyz"), result.status == 200 { return }
+            usleep(10_000)
+        }
+        XCTFail("rind never became ready:\n\(output)")
+    }
+
+    func waitForExit() -> Int32 {
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    func terminate() {
+        if process.isRunning {
+            kill(pid, SIGTERM)
+            process.waitUntilExit()
+        }
+    }
+}
+
+/// A datagram socket standing in for systemd's notify socket.
+final class NotifySocket {
+    let fd: Int32
+    /// The NOTIFY_SOCKET value: a path, or "@name" for an abstract socket.
+    let address: String
+
+    init(abstract: Bool, directory: URL? = nil) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        let name = abstract ? "@rind-test-\(UUID().uuidString.prefix(12))"
+            : (directory ?? FileManager.default.temporaryDirectory).appendingPathComponent("notify-\(UUID().uuidString.prefix(8))").path
+        address = name
+        var socketAddress = sockaddr_un()
+        socketAddress.sun_family = sa_family_t(AF_UNIX)
+        var bytes = Array(name.utf8)
+        if abstract { bytes[0] = 0 }
+        withUnsafeMutableBytes(of: &socketAddress.sun_path) { raw in
+            for (index, byte) in bytes.enumerated() { raw[index] = byte }
+        }
+        let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + (abstract ? 0 : 1))
+        let result = withUnsafePointer(to: &socketAddress) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        XCTAssertEqual(result, 0, "bind \(name): errno \(errno)")
+        var timeout = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    /// Messages received until one contains `marker` (bounded: gives up after 120 empty seconds).
+    func receive(until marker: String) -> String {
+        var received = ""
+        for _ in 0..<120 {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count > 0 {
+                received += String(decoding: buffer[0..<count], as: UTF8.self) + "\n"
+                if received.contains(marker) { return received }
+            }
+        }
+        return received
+    }
+}

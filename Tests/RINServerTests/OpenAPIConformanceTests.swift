@@ -1,0 +1,95 @@
+import Foundation
+import XCTest
+
+/// openapi.yaml is valid OpenAPI 3.1, names every route, and real responses match its schemas
+/// (checked with openapi-spec-validator and jsonschema from scripts/test-python-env.sh's venv).
+final class OpenAPIConformanceTests: XCTestCase {
+    func testRealResponsesMatchTheSpec() throws {
+        let python = try Self.testPython()
+        let server = try TestServer()
+        defer { server.shutdown() }
+        let port = server.port
+
+        var bodies: [[String: Any]] = []
+        func add(_ schema: String, _ result: HTTPResult) {
+            bodies.append(["schema": schema, "body": (try? JSONSerialization.jsonObject(with: Data(result.body))) ?? NSNull()])
+        }
+        let submitted = try http("POST", port, "/generate?class=red&steps=4&n=2&preview_every=1")
+        add("Job", submitted)
+        let id = submitted.json["id"] as! String
+        try server.waitFor(id, ["succeeded"])
+        add("Job", try http("GET", port, "/jobs/\(id)"))
+        add("JobList", try http("GET", port, "/jobs"))
+        add("ModelList", try http("GET", port, "/models"))
+        add("Health", try http("GET", port, "/healthz"))
+        add("Health", try http("GET", port, "/readyz"))
+        let blocker = try server.startBlocker()
+        add("Job", try http("GET", port, "/jobs/\(blocker)"))
+        add("Job", try http("POST", port, "/jobs/\(blocker)/cancel"))
+        let queued = try http("POST", port, "/generate?class=1&steps=2")
+        add("Job", queued)
+        add("JobList", try http("GET", port, "/jobs?limit=1"))
+        for problem in [try http("POST", port, "/generate?class=9"), try http("GET", port, "/jobs/0123456789abcdef"),
+                        try http("PUT", port, "/jobs"), try http("GET", port, "/jobs/\(blocker)/image.png"),
+                        try http("POST", port, "/generate", headers: ["Content-Type": "text/plain"], body: [65])] {
+            XCTAssertEqual(problem.header("content-type"), "application/problem+json")
+            add("Problem", problem)
+        }
+        // An SSE preview event's data.
+        let stream = try openStream(port, "/jobs/\(id)/events")
+        var comments = 0
+        while let event = readEvent(stream.reader, comments: &comments) {
+            let object = try JSONSerialization.jsonObject(with: Data(event.data.utf8))
+            bodies.append(["schema": "Job", "body": object])
+        }
+        _ = try http("POST", port, "/jobs/\(blocker)/cancel")
+
+        let operations = [
+            ["post", "/generate"], ["get", "/jobs"], ["get", "/jobs/{id}"], ["delete", "/jobs/{id}"],
+            ["post", "/jobs/{id}/cancel"], ["get", "/jobs/{id}/preview.png"], ["get", "/jobs/{id}/image.png"],
+            ["get", "/jobs/{id}/stream"], ["get", "/jobs/{id}/events"], ["get", "/models"], ["get", "/healthz"],
+            ["get", "/readyz"], ["get", "/metrics"], ["get", "/openapi.yaml"],
+        ]
+        let samples = Fixtures.temporaryDirectory("rind-openapi").appendingPathComponent("samples.json")
+        try JSONSerialization.data(withJSONObject: ["operations": operations, "bodies": bodies]).write(to: samples)
+        let (status, output) = try Self.run(python, [
+            Fixtures.projectRoot.appendingPathComponent("scripts/validate-responses.py").path,
+            Fixtures.projectRoot.appendingPathComponent("openapi.yaml").path, samples.path,
+        ])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("0 failure(s)"), output)
+        print(output.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    func testRootOpenAPIIsTheServedResource() throws {
+        let root = Fixtures.projectRoot.appendingPathComponent("openapi.yaml")
+        let resource = Fixtures.projectRoot.appendingPathComponent("Sources/RINServer/openapi.yaml")
+        XCTAssertEqual(try Data(contentsOf: root), try Data(contentsOf: resource))
+    }
+
+    /// The venv's python, created on first use; skips only where python3 itself is missing.
+    static func testPython() throws -> String {
+        let which = try run("/usr/bin/env", ["sh", "-c", "command -v python3"])
+        guard which.status == 0 else { throw XCTSkip("python3 is not installed") }
+        let script = Fixtures.projectRoot.appendingPathComponent("scripts/test-python-env.sh").path
+        let (status, output) = try run("/bin/sh", [script])
+        guard status == 0, let python = output.split(separator: "\n").last.map(String.init) else {
+            XCTFail("scripts/test-python-env.sh failed:\n\(output)")
+            throw XCTSkip("no test venv")
+        }
+        return python
+    }
+
+    static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}
