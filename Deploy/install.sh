@@ -44,6 +44,7 @@ install -m 0755 "$built" "$bin.new" && mv -f "$bin.new" "$bin"      # atomic rep
 rm -rf "$share/checkpoints.new"
 cp -r checkpoints "$share/checkpoints.new"
 rm -rf "$share/checkpoints" && mv "$share/checkpoints.new" "$share/checkpoints"
+install -m 0644 Sources/RINServer/openapi.yaml "$share/openapi.yaml"   # served at /openapi.yaml
 install -m 0644 README.md Deploy/README.md "$doc/" 2>/dev/null || install -m 0644 README.md "$doc/"
 sed "s#/usr/local/#$PREFIX/#g" Deploy/rind.service > "$unit.new" && chmod 0644 "$unit.new" && mv -f "$unit.new" "$unit"
 [ -f "$envfile" ] || install -m 0644 Deploy/rind.env.example "$envfile"
