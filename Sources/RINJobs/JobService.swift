@@ -673,7 +673,7 @@ public final class JobService: @unchecked Sendable {
             entry.writeLock.lock()
             defer { entry.writeLock.unlock() }
             if !lock.withLock({ entry.deleted }) {
-                try store.writeAtomically(data, to: store.previewFile(of: id))
+                try store.writeAtomically(data, to: store.previewFile(of: id), durable: false)
             }
             lock.withLock {
                 guard !entry.deleted else { return }

@@ -2,7 +2,7 @@
 //
 //   jobs/<id>/job.json        the job record (JobRecord), replaced atomically on every change
 //   jobs/<id>/image-<k>.<ext> final images, written before the record that says "succeeded"
-//   jobs/<id>/preview.<ext>   the latest preview
+//   jobs/<id>/preview.<ext>   the latest preview (not fsynced: a restart discards it anyway)
 //   jobs/<id>/job.json.corrupt a record that could not be read, moved aside at start
 //   tombstones.json           ids of deleted and expired jobs, so readers can tell 410 from 404
 //
@@ -204,7 +204,9 @@ struct JobStore: Sendable {
 
     /// Writes `data` to a temporary file beside `url`, fsyncs it, renames it over `url`, fsyncs the
     /// directory (POSIX rename is atomic; the directory fsync makes the rename itself durable).
-    func writeAtomically(_ data: Data, to url: URL) throws(JobError) {
+    /// `durable: false` skips both fsyncs: still never half a file for readers, but a crash may
+    /// lose it. For previews, which a restart discards anyway and which can come every step.
+    func writeAtomically(_ data: Data, to url: URL, durable: Bool = true) throws(JobError) {
         let directory = url.deletingLastPathComponent()
         let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).tmp")
         let fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
@@ -222,7 +224,7 @@ struct JobStore: Sendable {
                 offset += written
             }
         }
-        if failure == nil, fsync(fd) != 0 { failure = Self.errnoMessage() }
+        if failure == nil, durable, fsync(fd) != 0 { failure = Self.errnoMessage() }
         close(fd)
         if let failure {
             unlink(temporary.path)
@@ -233,7 +235,7 @@ struct JobStore: Sendable {
             unlink(temporary.path)
             throw .storage(path: url.path, message: message)
         }
-        try fsyncDirectory(directory)
+        if durable { try fsyncDirectory(directory) }
     }
 
     func fsyncDirectory(_ url: URL) throws(JobError) {
