@@ -673,7 +673,8 @@ public final class JobService: @unchecked Sendable {
             entry.writeLock.lock()
             defer { entry.writeLock.unlock() }
             if !lock.withLock({ entry.deleted }) {
-                try store.writeAtomically(data, to: store.previewFile(of: id), durable: false)
+                // Intermediate previews die with the run; the final one is served with the result.
+                try store.writeAtomically(data, to: store.previewFile(of: id), durable: !emit)
             }
             lock.withLock {
                 guard !entry.deleted else { return }
