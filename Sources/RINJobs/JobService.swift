@@ -10,6 +10,8 @@
 //                   subscriberBuffer:fallbackRetryAfter:now:)
 //   .models, .modelNames, .defaultModel, .checkpoint(named:) -> RINCheckpoint?
 //   .submit(_ request: JobRequest, idempotencyKey: String?) throws(JobError) -> JobSubmission
+//     JobRequest(model:classIndex:seed:steps:sampler:schedule:guidance:count:carryLatents:
+//                previewEvery:unconditional:), all optional; JobSubmission { job, replayed }
 //   .job(_ id: JobID) throws(JobError) -> JobSnapshot                    notFound / gone
 //   .list(status: JobStatus?, limit: Int, offset: Int) -> JobPage          newest first
 //   .cancel(_ id: JobID) throws(JobError) -> JobSnapshot                  idempotent
