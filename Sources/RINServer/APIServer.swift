@@ -461,12 +461,21 @@ public final class APIServer: @unchecked Sendable {
         return value
     }
 
+    /// This process's executable, symlinks resolved (argv[0] may be a bare name found on PATH).
+    public static func executableURL() -> URL {
+        let link = URL(fileURLWithPath: "/proc/self/exe")
+        if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: link.path) {
+            return URL(fileURLWithPath: target)
+        }
+        return (Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments.first ?? "")).resolvingSymlinksInPath()
+    }
+
     /// The OpenAPI document: an explicit path, else next to the executable (SwiftPM's resource
     /// bundle, or `../share/rind/` after install), else beside this source file in a checkout.
     static func loadOpenAPIDocument(explicitPath: String?) -> [UInt8]? {
         var candidates: [URL] = []
         if let explicitPath { candidates.append(URL(fileURLWithPath: explicitPath)) }
-        let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath()
+        let executable = executableURL()
         let directory = executable.deletingLastPathComponent()
         candidates.append(directory.appendingPathComponent("rind_RINServer.resources/openapi.yaml"))
         candidates.append(directory.deletingLastPathComponent().appendingPathComponent("share/rind/openapi.yaml"))

@@ -192,7 +192,7 @@ struct Serve: AsyncParsableCommand {
     /// ./checkpoints when it exists, else the install layout's share directory.
     static func defaultCheckpointDirectory() -> String {
         if FileManager.default.fileExists(atPath: "checkpoints") { return "checkpoints" }
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let executable = APIServer.executableURL()
         return executable.deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("share/rind/checkpoints").path
     }

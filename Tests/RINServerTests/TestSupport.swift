@@ -26,13 +26,15 @@ final class TestServer {
     var port: Int { server.port }
 
     init(maxQueue: Int = 32, workers: Int = 1, apiKey: String? = nil, maxBodyBytes: Int = 64 * 1024,
-         previewEvery: Int = 5, attach: Bool = true, host: String = "127.0.0.1") throws {
+         previewEvery: Int = 5, attach: Bool = true, host: String = "127.0.0.1",
+         limits: HTTPServerLimits? = nil) throws {
         MetricsBackend.bootstrap()
         stateDirectory = Fixtures.temporaryDirectory("rind-server-test")
         var configuration = APIServer.Configuration()
         configuration.host = host
         configuration.port = 0
         configuration.apiKey = apiKey
+        if let limits { configuration.limits = limits }
         configuration.limits.maxBodyBytes = maxBodyBytes
         configuration.keepAliveSeconds = 0.5
         var logger = Logger(label: "rind.test")
