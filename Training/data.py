@@ -62,9 +62,10 @@ def verify_checksums(source):
             if len(parts) == 2:
                 expected[parts[1].lstrip("*")] = parts[0]
     for name in ARCHIVES.values():
-        path = os.path.join(source, name)
         if name not in expected:
             raise DataError(f"{sums_path} has no entry for {name}")
+    for name in ARCHIVES.values():
+        path = os.path.join(source, name)
         if not os.path.isfile(path):
             raise DataError(f"missing archive {path}")
         actual = sha256_of(path)
