@@ -25,21 +25,26 @@ func store(_ v: Vec, _ p: UnsafeMutablePointer<Float>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec.self)
 }
 
-// MARK: - exp and erf on vectors
+// MARK: - exp and erf
 
-/// e^x on a vector: x = k ln2 + r with |r| <= ln2/2, e^r by a degree-7 Taylor polynomial
-/// (truncation error < 2e-8 relative), 2^k built in the exponent bits. Inputs are clamped to the
-/// float range (-87.3, 88.7), so very negative inputs give the smallest normal, not 0; callers that
-/// need exact zeros (none here: softmax and erf only use the value as a factor) must handle them.
+// These are written as branch-free scalar functions and used in plain counted loops: LLVM's loop
+// vectorizer turns such loops into full-width vector code (min/max, selects and bit casts all have
+// vector forms), which measured much faster than Swift's generic SIMD16 operations (clamped,
+// replacing), whose lane-by-lane fallbacks are not always vectorised.
+
+/// e^x: x = k ln2 + r with |r| <= ln2/2, e^r by a degree-7 Taylor polynomial (truncation error
+/// < 2e-8 relative), 2^k built in the exponent bits. Inputs are clamped to (-87.3, 88.7), so very
+/// negative inputs give ~1e-38 rather than 0 (harmless where it is used: softmax weights and the
+/// erf tail, both multiplied by small factors).
 @inlinable @inline(__always)
-func vexp(_ xIn: Vec) -> Vec {
-    let x = xIn.clamped(lowerBound: Vec(repeating: -87.3), upperBound: Vec(repeating: 88.7))
+func fastExp(_ xIn: Float) -> Float {
+    let x = min(max(xIn, -87.3), 88.7)
     // Round x / ln2 to an integer by adding 1.5 * 2^23: the float's low mantissa bits then hold k.
     let magic: Float = 12_582_912
-    let shifted = x * Float(1.4426950408889634) + magic
+    let shifted = x * 1.442695040888963 + magic
     let k = shifted - magic
-    let r = x - k * Float(0.693145751953125) - k * Float(1.428606765330187e-06)
-    var p = Vec(repeating: 1 / 5040)
+    let r = x - k * 0.693145751953125 - k * 1.428606765330187e-06
+    var p: Float = 1 / 5040
     p = p * r + 1 / 720
     p = p * r + 1 / 120
     p = p * r + 1 / 24
@@ -47,27 +52,26 @@ func vexp(_ xIn: Vec) -> Vec {
     p = p * r + 0.5
     p = p * r + 1
     p = p * r + 1
-    let kBits = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- unsafeBitCast(Vec(repeating: magic), to: SIMD16<Int32>.self)
-    let scale = unsafeBitCast((kBits &+ 127) &<< 23, to: Vec.self)
-    return p * scale
+    let kBits = Int32(bitPattern: shifted.bitPattern) &- Int32(bitPattern: magic.bitPattern)
+    return p * Float(bitPattern: UInt32(bitPattern: (kBits &+ 127) &<< 23))
 }
 
-/// GELU(x) = x/2 (1 + erf(x / sqrt 2)) on a vector, the exact (erf) form. erf uses Abramowitz and
-/// Stegun 7.1.26 (|error| <= 1.5e-7 absolute): for a = |z|, t = 1/(1 + 0.3275911 a),
+/// GELU(x) = x/2 (1 + erf(x / sqrt 2)), the exact (erf) form. erf uses Abramowitz and Stegun
+/// 7.1.26 (|error| <= 1.5e-7 absolute): for a = |z|, t = 1/(1 + 0.3275911 a),
 /// 1 - erf(a) = t(a1 + t(a2 + ...)) e^{-a^2}. Writing y = 1 - erf(|z|) gives 1 + erf(z) = 2 - y for
 /// z >= 0 and y for z < 0, so negative inputs never suffer a cancellation.
 @inlinable @inline(__always)
-func vgelu(_ x: Vec) -> Vec {
-    let z = x * Float(0.7071067811865476)
-    let a = unsafeBitCast(unsafeBitCast(z, to: SIMD16<UInt32>.self) & 0x7fff_ffff, to: Vec.self)
-    let t = 1 / (1 + Float(0.3275911) * a)
-    var p = Vec(repeating: 1.061405429)
+func fastGELU(_ x: Float) -> Float {
+    let z = x * 0.7071067811865476
+    let a = abs(z)
+    let t = 1 / (1 + 0.3275911 * a)
+    var p: Float = 1.061405429
     p = p * t - 1.453152027
     p = p * t + 1.421413741
     p = p * t - 0.284496736
     p = p * t + 0.254829592
-    let y = p * t * vexp(-(a * a))
-    let onePlusErf = (2 - y).replacing(with: y, where: z .< 0)
+    let y = p * t * fastExp(-(a * a))
+    let onePlusErf = z < 0 ? y : 2 - y
     return 0.5 * x * onePlusErf
 }
 
@@ -91,37 +95,16 @@ public func addInPlaceReference(_ out: UnsafeMutablePointer<Float>, _ inp: Unsaf
 
 // MARK: - GELU
 
-/// out (n) = GELU(inp (n) + bias (n)): the bias of the feed-forward's first layer fused with its
-/// activation. out may equal inp (in place).
+/// x (n) = GELU(x (n) + bias (n)), in place: the bias of the feed-forward's first layer fused with
+/// its activation.
 @inlinable
 public func biasGELUInPlace(_ x: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, _ n: Int) {
-    var i = 0
-    while i + vecWidth <= n {
-        store(vgelu(load(x + i) + load(bias + i)), x + i)
-        i += vecWidth
-    }
-    if i < n {
-        // Tail through a padded vector so the tail uses the same formula as the body.
-        var tail = Vec(repeating: 0)
-        for j in 0..<(n - i) { tail[j] = x[i + j] + bias[i + j] }
-        let g = vgelu(tail)
-        for j in 0..<(n - i) { x[i + j] = g[j] }
-    }
+    for i in 0..<n { x[i] = fastGELU(x[i] + bias[i]) }
 }
 
-/// out (n) = GELU(inp (n)), exact erf form, vectorised.
+/// out (n) = GELU(inp (n)), exact erf form (see `fastGELU`). out may equal inp.
 public func gelu(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ n: Int) {
-    var i = 0
-    while i + vecWidth <= n {
-        store(vgelu(load(inp + i)), out + i)
-        i += vecWidth
-    }
-    if i < n {
-        var tail = Vec(repeating: 0)
-        for j in 0..<(n - i) { tail[j] = inp[i + j] }
-        let g = vgelu(tail)
-        for j in 0..<(n - i) { out[i + j] = g[j] }
-    }
+    for i in 0..<n { out[i] = fastGELU(inp[i]) }
 }
 
 /// Reference of `gelu`: libm's erff.
@@ -132,14 +115,9 @@ public func geluReference(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePoint
     }
 }
 
-/// out (n) = exp(inp (n)), vectorised; exposed so tests can check the vector exp on its own.
+/// out (n) = exp(inp (n)) by `fastExp`; exposed so tests can check it against libm.
 public func expVector(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ n: Int) {
-    var i = 0
-    while i + vecWidth <= n {
-        store(vexp(load(inp + i)), out + i)
-        i += vecWidth
-    }
-    while i < n { out[i] = expf(inp[i]); i += 1 }
+    for i in 0..<n { out[i] = fastExp(inp[i]) }
 }
 
 // MARK: - SiLU
@@ -211,25 +189,22 @@ public func layerNormReference(
 public func softmaxRows(_ x: UnsafeMutablePointer<Float>, _ N: Int, _ C: Int) {
     for row in 0..<N {
         let r = x + row * C
-        var maxv = -Float.infinity
+        // Four independent running maxima: a plain max reduction is not vectorised (no fast-math),
+        // and Swift's generic SIMD max fell back to lane-by-lane code.
+        var m0 = -Float.infinity, m1 = m0, m2 = m0, m3 = m0
         var i = 0
-        if C >= vecWidth {
-            var m = load(r)
-            i = vecWidth
-            while i + vecWidth <= C { m = pointwiseMax(m, load(r + i)); i += vecWidth }
-            maxv = m.max()
+        while i + 4 <= C {
+            m0 = max(m0, r[i]); m1 = max(m1, r[i + 1]); m2 = max(m2, r[i + 2]); m3 = max(m3, r[i + 3])
+            i += 4
         }
-        while i < C { maxv = max(maxv, r[i]); i += 1 }
+        while i < C { m0 = max(m0, r[i]); i += 1 }
+        let maxv = max(max(m0, m1), max(m2, m3))
+        for j in 0..<C { r[j] = fastExp(r[j] - maxv) }
         var acc = Vec(repeating: 0)
         i = 0
-        while i + vecWidth <= C {
-            let e = vexp(load(r + i) - maxv)
-            store(e, r + i)
-            acc += e
-            i += vecWidth
-        }
+        while i + vecWidth <= C { acc += load(r + i); i += vecWidth }
         var sum = acc.sum()
-        while i < C { let e = expf(r[i] - maxv); r[i] = e; sum += e; i += 1 }
+        while i < C { sum += r[i]; i += 1 }
         let inv = 1 / sum
         i = 0
         while i + vecWidth <= C { store(load(r + i) * inv, r + i); i += vecWidth }
