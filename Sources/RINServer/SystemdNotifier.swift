@@ -1,3 +1,4 @@
+import CMicroHTTPD  // its header brings <sys/socket.h> (SOCK_DGRAM) into view in every build mode
 import Foundation
 
 #if canImport(Glibc)

@@ -72,7 +72,7 @@ final class DaemonProcessTests: XCTestCase {
         let state = scratch.appendingPathComponent("state")
         let daemon = try Daemon(arguments: ["serve", "--checkpoints", checkpoints.path, "--port", "0",
                                             "--state-dir", state.path, "--workers", "1", "--threads", "1",
-                                            "--drain-seconds", "2", "--log-format", "json"],
+                                            "--drain-seconds", "0.5", "--log-format", "json"],
                                 environment: ["NOTIFY_SOCKET": notify.address])
         defer { daemon.terminate() }
         XCTAssertTrue(notify.receive(until: "READY=1").contains("READY=1"))
@@ -97,7 +97,7 @@ final class DaemonProcessTests: XCTestCase {
     }
 
     func testCrashAndRestartFinishQueuedAndRunningJobsWithIdenticalImages() throws {
-        let jobs = ["class=0&seed=11&steps=120&n=4&preview_every=10", "class=1&seed=12&steps=6", "class=2&seed=13&steps=7&n=2"]
+        let jobs = ["class=0&seed=11&steps=200&n=4&preview_every=10", "class=1&seed=12&steps=6", "class=2&seed=13&steps=7&n=2"]
 
         // Reference: one uninterrupted run.
         let reference = try runToCompletion(jobs, state: scratch.appendingPathComponent("reference"))
