@@ -48,12 +48,15 @@ public protocol StreamingBody: AnyObject, Sendable {
 
 /// An HTTP response: status, header fields, and either a complete body or a stream.
 public struct HTTPResponse: Sendable {
+    /// A complete body, or one produced while the connection stays open.
     public enum Body: Sendable {
         case bytes([UInt8])
         case stream(any StreamingBody)
     }
 
+    /// The HTTP status code.
     public var status: Int
+    /// Header fields in the order sent (Content-Length and Date are added by libmicrohttpd).
     public var headers: [(name: String, value: String)]
     public var body: Body
 

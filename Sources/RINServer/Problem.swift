@@ -43,7 +43,7 @@ public struct Problem: Error, Codable, Sendable, Equatable {
         return HTTPResponse(status: status, headers: fields, body: .bytes(Array(body) + [0x0A]))
     }
 
-    // MARK: The kinds the API uses
+    // MARK: The kinds the API uses (each documented in openapi.yaml's Problem schema)
 
     public static func invalidParameter(_ name: String, _ detail: String) -> Problem {
         Problem(kind: "invalid-parameter", title: "Invalid parameter", status: 400, detail: detail, parameter: name)
