@@ -413,7 +413,7 @@ public final class RINNetwork: @unchecked Sendable {
         precondition(ws.config == c, "forward: workspace built for another configuration")
         precondition(latentsIn.map { UnsafeRawPointer($0) != UnsafeRawPointer(latentsOut) } ?? true,
                      "forward: latentsIn and latentsOut must be different buffers")
-        let D = c.interface.dim, L = c.latents.dim, P = c.patchValues, n = c.tokenCount, m = c.latents.count
+        let D = c.interface.dim, L = c.latents.dim, n = c.tokenCount, m = c.latents.count
         let X = ws.x, Z = latentsOut
 
         // Interface: X = LN(patchify(x) W_pe^T + b_pe) + pos_embed.
@@ -460,7 +460,6 @@ public final class RINNetwork: @unchecked Sendable {
         readout(ws.patches, ws.xNorm, rows: B * n)
         unpatchify(prediction, ws.patches, B, c.image.frames, c.image.height, c.image.width,
                    c.image.channels, c.patch.size, c.patch.frames)
-        _ = P
     }
 
     /// Standardised sinusoidal features of gamma (checkpoints/README.md, "Time token"), computed in

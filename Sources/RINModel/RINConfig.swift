@@ -230,11 +230,12 @@ public struct RINConfig: Codable, Sendable, Equatable {
             throw fail("classes.names", "has \(names.count) names but classes.count is \(classes.count)")
         }
         if classes.count == 0 && classes.nullClass { throw fail("classes.null_class", "needs classes.count >= 1") }
-        guard (1...1000).contains(sampling.steps) else { throw fail("sampling.steps", "must be 1...1000, found \(sampling.steps)") }
+        // Only what makes the defaults meaningless is refused here; a request that takes a default
+        // outside the request ranges (steps > 1000, guidance > 30) is refused when it is made.
+        guard sampling.steps >= 1 else { throw fail("sampling.steps", "must be >= 1, found \(sampling.steps)") }
         guard ["ddim", "ddpm"].contains(sampling.sampler) else { throw fail("sampling.sampler", "must be ddim or ddpm, found '\(sampling.sampler)'") }
         guard ["cosine", "sigmoid", "linear"].contains(sampling.schedule) else { throw fail("sampling.schedule", "must be cosine, sigmoid or linear, found '\(sampling.schedule)'") }
-        guard sampling.guidance >= 0 && sampling.guidance <= 30 else { throw fail("sampling.guidance", "must be 0...30, found \(sampling.guidance)") }
-        if sampling.guidance > 0 && !classes.nullClass { throw fail("sampling.guidance", "must be 0 for a model without classes.null_class") }
+        guard sampling.guidance >= 0 && sampling.guidance.isFinite else { throw fail("sampling.guidance", "must be >= 0, found \(sampling.guidance)") }
         if let s = training?.schedule, s.kind == "sigmoid" {
             let start = s.start ?? -3, end = s.end ?? 3, tau = s.tau ?? 0.9
             guard tau > 0 else { throw fail("training.schedule.tau", "must be > 0, found \(tau)") }

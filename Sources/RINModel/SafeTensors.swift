@@ -87,6 +87,16 @@ struct SafeTensorsFile {
             guard shape.allSatisfy({ $0 >= 0 }) else {
                 throw .badHeader(path: path, message: "entry '\(name)' has a negative dimension in \(shape)")
             }
+            // A shape whose element count overflows cannot match any byte range; say so before
+            // anything multiplies it.
+            var elements = 1
+            for dimension in shape {
+                let (product, overflow) = elements.multipliedReportingOverflow(by: dimension)
+                guard !overflow, product <= map.byteCount else {
+                    throw .truncated(path: path, tensor: name, message: "shape \(shape) needs more bytes than the file holds")
+                }
+                elements = product
+            }
             entries[name] = Entry(dtype: dtype, shape: shape, begin: dataStart + offsets[0], end: dataStart + offsets[1])
         }
         self.entries = entries

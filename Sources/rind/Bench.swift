@@ -67,16 +67,14 @@ struct Bench: AsyncParsableCommand {
             return
         }
         print("rind bench: \(threadCount) thread(s), \(warmup) warm-up + \(repeats) timed steps (median); sgemm peak = best of three 2048^3 cblas_sgemm, measured in each row's process right after its steps\n")
+        // Each rind row is followed at once by the same torch row, so both see the same machine
+        // load (the cores are shared with other work).
         var results: [[String: Any]] = []
+        var torchRows: [String: [String: Any]] = [:]
         for config in configs {
             for batch in batches {
                 results.append(try child(config: config, batch: batch))
-            }
-        }
-        var torchRows: [String: [String: Any]] = [:]
-        if let torch {
-            for line in try runTorch(python: torch) {
-                if let config = line["config"] as? String, let batch = line["batch"] as? Int {
+                if let torch, let line = try runTorch(python: torch, config: config, batch: batch) {
                     torchRows["\(config):\(batch)"] = line
                 }
             }
@@ -166,13 +164,14 @@ struct Bench: AsyncParsableCommand {
         return object
     }
 
-    private func runTorch(python: String) throws -> [[String: Any]] {
+    /// One row of Training/bench_torch.py (its `--row CONFIG BATCH` child mode), on the same threads.
+    private func runTorch(python: String, config: String, batch: Int) throws -> [String: Any]? {
         let script = URL(fileURLWithPath: configsDir).deletingLastPathComponent().appendingPathComponent("bench_torch.py").path
-        let output = try runProcess(python, [script, "--threads", "\(threadCount)", "--batches"] + batches.map(String.init)
-                                    + ["--configs"] + configs + ["--warmup", "\(warmup)", "--repeats", "\(repeats)"])
+        let output = try runProcess(python, [script, "--row", config, "\(batch)", "--threads", "\(threadCount)",
+                                             "--warmup", "\(warmup)", "--repeats", "\(repeats)"])
         return output.split(separator: "\n").compactMap {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-        }
+        }.last
     }
 
     private func runProcess(_ executable: String, _ arguments: [String]) throws -> String {

@@ -179,10 +179,11 @@ final class LoaderErrorTests: XCTestCase {
         let length = Int(data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
         var header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + length))) as! [String: Any]
         edit(&header)
-        var json = try JSONSerialization.data(withJSONObject: header)
-        while json.count < length { json.append(0x20) }
-        XCTAssertEqual(json.count, length, "edited header must keep its length")
-        try (data.prefix(8) + json + data.suffix(from: 8 + length)).write(to: url)
+        // Offsets are relative to the data, so a header of another length keeps them valid.
+        let json = try JSONSerialization.data(withJSONObject: header)
+        var prefix = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { prefix.append(contentsOf: $0) }
+        try (prefix + json + data.suffix(from: 8 + length)).write(to: url)
     }
 
     func testUnsupportedDTypeIsNamed() throws {
@@ -212,6 +213,17 @@ final class LoaderErrorTests: XCTestCase {
             var entry = header["readout.bias"] as! [String: Any]
             let offsets = entry["data_offsets"] as! [Int]
             entry["data_offsets"] = [offsets[0], offsets[1] - 4]
+            header["readout.bias"] = entry
+        }
+        guard case .truncated(_, let name, _)? = load(directory) else { return XCTFail("expected truncated") }
+        XCTAssertEqual(name, "readout.bias")
+    }
+
+    func testOverflowingShapeIsRefusedNotTrapped() throws {
+        let directory = try validCheckpoint()
+        try rewriteHeader(directory) { header in
+            var entry = header["readout.bias"] as! [String: Any]
+            entry["shape"] = [1 << 40, 1 << 40]
             header["readout.bias"] = entry
         }
         guard case .truncated(_, let name, _)? = load(directory) else { return XCTFail("expected truncated") }
