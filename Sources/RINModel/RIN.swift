@@ -32,12 +32,15 @@ enum WeightRole {
 protocol WeightSource {
     /// Buffers the handed-out pointers live in; the network keeps them alive.
     var storages: [TensorStorage] { get }
+    /// False for sources whose pointers hold no real values (the shape recorder).
+    var providesValues: Bool { get }
     mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float>
 }
 
 /// Reads the tensors of a safetensors file, checking shape and dtype; remembers which were used so
 /// leftovers can be reported.
 struct FileWeights: WeightSource {
+    var providesValues: Bool { true }
     let file: SafeTensorsFile
     var used: Set<String> = []
     var storages: [TensorStorage] = []
@@ -68,6 +71,7 @@ struct FileWeights: WeightSource {
 
 /// Deterministic random weights (SplitMix64 uniforms) for benchmarks and tests.
 struct RandomWeights: WeightSource {
+    var providesValues: Bool { true }
     var state: UInt64
     let zeroLatentConditioning: Bool
     var storages: [TensorStorage] = []
@@ -110,6 +114,7 @@ struct ShapeRecorder: WeightSource {
     var tensors: [(name: String, shape: [Int])] = []
     static let dummy = TensorStorage(floats: 1)
     var storages: [TensorStorage] { [Self.dummy] }
+    var providesValues: Bool { false }
     mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float> {
         tensors.append((name, shape))
         return UnsafePointer(Self.dummy.floats)
@@ -119,27 +124,57 @@ struct ShapeRecorder: WeightSource {
 // MARK: - Layers
 
 /// y = x W^T + b with W (outputs, inputs) as PyTorch stores it.
+///
+/// Widening layers keep a transposed copy (inputs, outputs) made once at load, because OpenBLAS runs
+/// those products faster as NN (`prefersTransposedWeight`); all other weights stay where the
+/// checkpoint put them (the memory map, for float32 files).
 struct Linear {
-    let weight: UnsafePointer<Float>   // (outputs, inputs)
+    let weight: UnsafePointer<Float>   // (outputs, inputs), or (inputs, outputs) when `transposed`
     let bias: UnsafePointer<Float>     // (outputs)
     let inputs: Int
     let outputs: Int
+    let transposed: Bool
+    private let transposedStorage: TensorStorage?
 
     init(_ source: inout some WeightSource, _ name: String, inputs: Int, outputs: Int) throws(CheckpointError) {
-        weight = try source.take(name + ".weight", [outputs, inputs], .linearWeight(fanIn: inputs))
+        let stored = try source.take(name + ".weight", [outputs, inputs], .linearWeight(fanIn: inputs))
         bias = try source.take(name + ".bias", [outputs], .bias)
         self.inputs = inputs
         self.outputs = outputs
+        if source.providesValues && prefersTransposedWeight(inputs: inputs, outputs: outputs) {
+            let storage = TensorStorage(floats: inputs * outputs)
+            let t = storage.floats
+            for o in 0..<outputs {
+                for i in 0..<inputs { t[i * outputs + o] = stored[o * inputs + i] }
+            }
+            weight = UnsafePointer(t)
+            transposed = true
+            transposedStorage = storage
+        } else {
+            weight = stored
+            transposed = false
+            transposedStorage = nil
+        }
     }
 
     /// out (N, outputs) = inp (N, inputs) W^T + b
     func callAsFunction(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, rows: Int) {
-        linear(out, inp, weight, bias, rows, inputs, outputs)
+        linear(out, inp, weight, bias, rows, inputs, outputs, transposedWeight: transposed)
+    }
+
+    /// out (N, outputs) = GELU(inp (N, inputs) W^T + b)
+    func gelu(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, rows: Int) {
+        linearGELU(out, inp, weight, bias, rows, inputs, outputs, transposedWeight: transposed)
     }
 
     /// out (N, outputs) += inp (N, inputs) W^T + b
     func accumulate(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, rows: Int) {
-        linearAccumulate(out, inp, weight, bias, rows, inputs, outputs)
+        linearAccumulate(out, inp, weight, bias, rows, inputs, outputs, transposedWeight: transposed)
+    }
+
+    /// out (N, outputs) written with row stride `ldOut`.
+    func strided(_ out: UnsafeMutablePointer<Float>, ldOut: Int, _ inp: UnsafePointer<Float>, rows: Int) {
+        linearStrided(out, ldOut, inp, inputs, weight, bias, rows, inputs, outputs, transposedWeight: transposed)
     }
 }
 
@@ -173,14 +208,14 @@ struct FeedForward {
     /// residual (N, width) += FF(inp (N, width)); hidden (N, hidden) is scratch.
     func accumulate(_ residual: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
                     hidden: UnsafeMutablePointer<Float>, rows: Int) {
-        linearGELU(hidden, inp, fc1.weight, fc1.bias, rows, fc1.inputs, fc1.outputs)
+        fc1.gelu(hidden, inp, rows: rows)
         fc2.accumulate(residual, hidden, rows: rows)
     }
 
     /// out (N, width) = FF(inp (N, width)).
     func callAsFunction(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
                         hidden: UnsafeMutablePointer<Float>, rows: Int) {
-        linearGELU(hidden, inp, fc1.weight, fc1.bias, rows, fc1.inputs, fc1.outputs)
+        fc1.gelu(hidden, inp, rows: rows)
         fc2(out, hidden, rows: rows)
     }
 }
@@ -432,7 +467,7 @@ public final class RINNetwork: @unchecked Sendable {
         time0(ws.timeHidden, ws.timeFeatures, rows: B)
         siluInPlace(ws.timeHidden, B * L)
         // Written straight into row `learned` of every image's Z (row stride m*L).
-        linearStrided(Z + learned * L, m * L, ws.timeHidden, L, time2.weight, time2.bias, B, L, L)
+        time2.strided(Z + learned * L, ldOut: m * L, ws.timeHidden, rows: B)
         if let classEmbed {
             guard let classes else { preconditionFailure("forward: a class-conditional model needs classes") }
             for b in 0..<B {
@@ -511,6 +546,7 @@ struct RecordingRandomWeights: WeightSource {
     var random: RandomWeights
     var tensors: [SafeTensorsWriter.Tensor] = []
     var storages: [TensorStorage] { random.storages }
+    var providesValues: Bool { true }
 
     mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float> {
         let p = try random.take(name, shape, role)

@@ -125,6 +125,21 @@ final class KernelTests: XCTestCase {
         geluReference(&geluRef, reference, N * OC)
         XCTAssertLessThan(maxDiff(fused, geluRef), 1e-5)
 
+        // The same products with the weight stored transposed (C, OC).
+        var wT = [Float](repeating: 0, count: OC * C)
+        for o in 0..<OC { for c in 0..<C { wT[c * OC + o] = w[o * C + c] } }
+        var outT = [Float](repeating: .nan, count: N * OC)
+        linear(&outT, inp, wT, b, N, C, OC, transposedWeight: true)
+        XCTAssertLessThan(maxDiff(outT, reference), 1e-5)
+        var accT = residual
+        linearAccumulate(&accT, inp, wT, b, N, C, OC, transposedWeight: true)
+        XCTAssertLessThan(maxDiff(accT, acc), 1e-5)
+        var fusedT = [Float](repeating: .nan, count: N * OC)
+        linearGELU(&fusedT, inp, wT, b, N, C, OC, transposedWeight: true)
+        XCTAssertLessThan(maxDiff(fusedT, geluRef), 1e-5)
+        XCTAssertTrue(prefersTransposedWeight(inputs: 512, outputs: 2048))
+        XCTAssertFalse(prefersTransposedWeight(inputs: 2048, outputs: 512))
+
         // Strided output: rows 3 apart in a wider array, the gaps untouched.
         var wide = [Float](repeating: -7, count: N * OC * 3)
         linearStrided(&wide, 3 * OC, inp, C, w, b, N, C, OC)
