@@ -18,7 +18,7 @@ swift_status=${PIPESTATUS[0]}
 set -e
 
 py_status=0
-if [ -x .venv-test/bin/pytest ]; then
+if .venv-test/bin/python -c "import torch" 2>/dev/null; then
     .venv-test/bin/pytest -q Training/tests 2>&1 | tee -a "$log" || py_status=$?
 fi
 
