@@ -24,7 +24,27 @@ enum TestHTTPError: Error { case connect(Int32), closed, malformed(String) }
 
 /// One connection; reads are buffered and time out (SO_RCVTIMEO) so a broken server fails a test
 /// instead of hanging it.
-final class TestHTTPConnection {
+/// Anything read a byte at a time: the raw connection, and a response body (chunked or not) over it.
+protocol ByteSource {
+    func byte() -> UInt8?
+}
+
+extension ByteSource {
+    /// One CRLF- or LF-terminated line without its terminator; nil at the end of the input.
+    func line() -> String? {
+        var bytes: [UInt8] = []
+        while let byte = byte() {
+            if byte == 0x0A {
+                if bytes.last == 0x0D { bytes.removeLast() }
+                return String(decoding: bytes, as: UTF8.self)
+            }
+            bytes.append(byte)
+        }
+        return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+final class TestHTTPConnection: ByteSource {
     private let fd: Int32
     private var buffer: [UInt8] = []
     private var position = 0
@@ -78,18 +98,6 @@ final class TestHTTPConnection {
         return buffer[position]
     }
 
-    func line() -> String? {
-        var bytes: [UInt8] = []
-        while let byte = byte() {
-            if byte == 0x0A {
-                if bytes.last == 0x0D { bytes.removeLast() }
-                return String(decoding: bytes, as: UTF8.self)
-            }
-            bytes.append(byte)
-        }
-        return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self)
-    }
-
     func bytes(_ count: Int) -> [UInt8]? {
         var result: [UInt8] = []
         result.reserveCapacity(count)
@@ -128,7 +136,7 @@ final class TestHTTPConnection {
 }
 
 /// The decoded body of one response, read on demand (chunked, Content-Length, or until close).
-final class TestBodyReader {
+final class TestBodyReader: ByteSource {
     private let connection: TestHTTPConnection
     private let chunked: Bool
     private var remaining: Int?       // Content-Length left, or bytes left in the current chunk
@@ -169,18 +177,6 @@ final class TestBodyReader {
         }
         guard let byte = connection.byte() else { ended = true; return nil }
         return byte
-    }
-
-    func line() -> String? {
-        var bytes: [UInt8] = []
-        while let byte = byte() {
-            if byte == 0x0A {
-                if bytes.last == 0x0D { bytes.removeLast() }
-                return String(decoding: bytes, as: UTF8.self)
-            }
-            bytes.append(byte)
-        }
-        return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self)
     }
 
     func bytes(_ count: Int) -> [UInt8]? {
