@@ -42,15 +42,7 @@ struct Bench: AsyncParsableCommand {
     var row: String?
 
     func run() async throws {
-        do {
-            try bench()
-        } catch let error as CommandLineError {
-            FileHandle.standardError.write(Data("rind bench: \(error.message)\n".utf8))
-            throw ExitCode(2)
-        } catch let error as CheckpointError {
-            FileHandle.standardError.write(Data("rind bench: \(error)\n".utf8))
-            throw ExitCode(2)
-        }
+        try reportingFailures(of: "rind bench") { try bench() }
     }
 
     private var threadCount: Int { threads ?? ProcessInfo.processInfo.activeProcessorCount }

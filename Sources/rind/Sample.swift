@@ -52,21 +52,7 @@ struct Sample: AsyncParsableCommand {
     var output: String = "sample.png"
 
     func run() async throws {
-        do {
-            try sample()
-        } catch let error as CommandLineError {
-            FileHandle.standardError.write(Data("rind sample: \(error.message)\n".utf8))
-            throw ExitCode(2)
-        } catch let error as SamplingError {
-            FileHandle.standardError.write(Data("rind sample: \(error)\n".utf8))
-            throw ExitCode(2)
-        } catch let error as CheckpointError {
-            FileHandle.standardError.write(Data("rind sample: \(error)\n".utf8))
-            throw ExitCode(2)
-        } catch let error as ImageError {
-            FileHandle.standardError.write(Data("rind sample: \(error)\n".utf8))
-            throw ExitCode(1)
-        }
+        try reportingFailures(of: "rind sample") { try sample() }
     }
 
     private func sample() throws {
@@ -148,6 +134,28 @@ struct Sample: AsyncParsableCommand {
 }
 
 /// A bad command-line value: printed as one line, exit status 2.
-struct CommandLineError: Error {
+struct CommandLineError: Error, CustomStringConvertible {
     let message: String
+    var description: String { message }
+}
+
+/// Runs a subcommand's body and turns its typed failures into one line on stderr and an exit status:
+/// 2 for bad input (arguments, parameters, checkpoints), 1 for failures writing the result.
+func reportingFailures(of command: String, _ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as CommandLineError {
+        try fail(command, error, status: 2)
+    } catch let error as SamplingError {
+        try fail(command, error, status: 2)
+    } catch let error as CheckpointError {
+        try fail(command, error, status: 2)
+    } catch let error as ImageError {
+        try fail(command, error, status: 1)
+    }
+}
+
+private func fail(_ command: String, _ error: any Error, status: Int32) throws -> Never {
+    FileHandle.standardError.write(Data("\(command): \(error)\n".utf8))
+    throw ExitCode(status)
 }
