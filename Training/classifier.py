@@ -1,13 +1,17 @@
-"""A small CIFAR-10 classifier that scores samples for Training/evaluate.py.
+"""A small classifier that scores samples for Training/evaluate.py: 10-way CIFAR-10 or 200-way Tiny
+ImageNet (64x64 images are averaged down to 32x32 first, for speed; samples and real images alike).
 
 It is a plain VGG/ResNet-style CNN (three stages of 3x3 convolutions with batch norm and max pooling,
 global max pooling, one linear layer), sized so that it trains in minutes on one CPU thread. Its
 penultimate features (the pooled last stage) are what the Frechet distance in evaluate.py compares.
 
-The trained weights are cached in Training/scratch/classifier/ (git-ignored) together with the test
-accuracy measured after training, so evaluate.py trains it only once.
+The trained weights are cached in Training/scratch/classifier/ (Tiny ImageNet:
+Training/scratch/classifier-tiny-imagenet/; git-ignored) together with the held-out accuracy measured
+after training (CIFAR-10: the test split; Tiny ImageNet: the validation split, top-1 and top-5), so
+evaluate.py trains it only once.
 
-    python Training/classifier.py --epochs 5           # train, cache, print the test accuracy
+    python Training/classifier.py --epochs 5                              # CIFAR-10
+    python Training/classifier.py --dataset tiny-imagenet --epochs 4      # Tiny ImageNet
 """
 
 import argparse
@@ -26,6 +30,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import data  # noqa: E402
 
 DEFAULT_DIR = os.path.join(data.TRAINING_DIR, "scratch", "classifier")
+DEFAULT_DIRS = {"cifar10": DEFAULT_DIR,
+                "tiny-imagenet": os.path.join(data.TRAINING_DIR, "scratch", "classifier-tiny-imagenet")}
+NUM_CLASSES = {"cifar10": 10, "tiny-imagenet": 200}
+
+
+def load_dataset(dataset):
+    """((train images, labels), (held-out images, labels)) as uint8 NHWC numpy arrays."""
+    if dataset == "cifar10":
+        return data.load_split("train"), data.load_split("test")
+    return data.load_tiny_imagenet("train"), data.load_tiny_imagenet("val")
 MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
 STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
 
@@ -67,9 +81,12 @@ class SmallNet(nn.Module):
 
 
 def to_float(images_uint8):
-    """(B, 32, 32, 3) uint8 numpy or tensor -> float (B, 3, 32, 32) in [0, 1]."""
-    tensor = torch.as_tensor(images_uint8)
-    return tensor.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
+    """(B, 32, 32, 3) or (B, 64, 64, 3) uint8 numpy or tensor -> float (B, 3, 32, 32) in [0, 1]
+    (64x64 images are averaged over 2x2 blocks)."""
+    tensor = torch.as_tensor(images_uint8).permute(0, 3, 1, 2).float().div_(255.0)
+    if tensor.shape[-1] == 64:
+        tensor = F.avg_pool2d(tensor, 2)
+    return tensor.contiguous(memory_format=torch.channels_last)
 
 
 def augment(batch, generator):
@@ -104,12 +121,17 @@ def extract_features(model, images_uint8, batch_size=500):
     return torch.cat(outputs).double().numpy()
 
 
-def train(epochs, batch_size=256, lr=0.4, seed=0, log=print):
+def topk_accuracy(logits, labels, k):
+    """Fraction of rows whose label is among the k largest logits."""
+    top = torch.topk(logits, k, dim=1).indices.numpy()
+    return float((top == np.asarray(labels)[:, None]).any(axis=1).mean())
+
+
+def train(epochs, batch_size=256, lr=0.4, seed=0, log=print, dataset="cifar10"):
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    images, labels = data.load_split("train")
-    test_images, test_labels = data.load_split("test")
-    model = SmallNet().to(memory_format=torch.channels_last)
+    (images, labels), (test_images, test_labels) = load_dataset(dataset)
+    model = SmallNet(num_classes=NUM_CLASSES[dataset]).to(memory_format=torch.channels_last)
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
         (decay if parameter.ndim > 1 else no_decay).append(parameter)
@@ -145,10 +167,11 @@ def train(epochs, batch_size=256, lr=0.4, seed=0, log=print):
             optimizer.step()
             total_loss += loss.item()
             step += 1
-        accuracy = (predict_logits(model, test_images).argmax(1).numpy() == test_labels).mean()
+        logits = predict_logits(model, test_images)
+        accuracy, top5 = topk_accuracy(logits, test_labels, 1), topk_accuracy(logits, test_labels, 5)
         log(f"classifier epoch {epoch + 1}/{epochs}: loss {total_loss / steps_per_epoch:.3f}, "
-            f"test accuracy {accuracy:.4f}, {time.time() - started:.0f} s")
-    return model, float(accuracy), time.time() - started
+            f"held-out top-1 {accuracy:.4f} top-5 {top5:.4f}, {time.time() - started:.0f} s")
+    return model, float(accuracy), float(top5), time.time() - started
 
 
 def load_cached(directory=DEFAULT_DIR):
@@ -159,23 +182,24 @@ def load_cached(directory=DEFAULT_DIR):
         return None
     with open(info_path) as handle:
         info = json.load(handle)
-    model = SmallNet(widths=info["widths"]).to(memory_format=torch.channels_last)
+    model = SmallNet(widths=info["widths"], num_classes=info.get("classes", 10)).to(memory_format=torch.channels_last)
     model.load_state_dict(torch.load(weights, map_location="cpu"))
     model.eval()
     return model, info
 
 
-def get_classifier(directory=DEFAULT_DIR, epochs=5, log=print):
+def get_classifier(directory=DEFAULT_DIR, epochs=5, log=print, dataset="cifar10"):
     """The cached classifier, trained first if there is none."""
     cached = load_cached(directory)
     if cached is not None:
         return cached
-    model, accuracy, seconds = train(epochs, log=log)
+    model, accuracy, top5, seconds = train(epochs, log=log, dataset=dataset)
     os.makedirs(directory, exist_ok=True)
     torch.save(model.state_dict(), os.path.join(directory, "classifier.pt.tmp"))
     os.replace(os.path.join(directory, "classifier.pt.tmp"), os.path.join(directory, "classifier.pt"))
-    info = {"test_accuracy": accuracy, "epochs": epochs, "train_seconds": round(seconds, 1),
-            "threads": torch.get_num_threads(), "widths": model.widths}
+    info = {"test_accuracy": accuracy, "test_top5": top5, "epochs": epochs, "train_seconds": round(seconds, 1),
+            "threads": torch.get_num_threads(), "widths": model.widths, "dataset": dataset,
+            "classes": NUM_CLASSES[dataset]}
     with open(os.path.join(directory, "classifier.json"), "w") as handle:
         json.dump(info, handle, indent=1)
     return model, info
@@ -185,7 +209,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--dir", default=DEFAULT_DIR)
+    parser.add_argument("--dataset", default="cifar10", choices=sorted(NUM_CLASSES))
+    parser.add_argument("--dir", help="cache folder (default: Training/scratch/classifier[-tiny-imagenet])")
     parser.add_argument("--benchmark", type=int, default=0, metavar="STEPS",
                         help="only time STEPS training steps and exit")
     args = parser.parse_args()
@@ -205,7 +230,7 @@ def main():
         seconds = (time.time() - started) / args.benchmark
         print(f"{256 / seconds:.0f} images/s; an epoch takes {50000 / 256 * seconds:.0f} s")
         return
-    model, info = get_classifier(args.dir, args.epochs)
+    model, info = get_classifier(args.dir or DEFAULT_DIRS[args.dataset], args.epochs, dataset=args.dataset)
     print(json.dumps(info))
 
 

@@ -1,13 +1,19 @@
-"""Score a class-conditional CIFAR-10 RIN checkpoint with a separately trained classifier.
+"""Score a class-conditional CIFAR-10 or Tiny ImageNet (64x64, 200 ImageNet classes) RIN checkpoint
+with a separately trained classifier.
 
 For each setting (guidance weight x latent carry mode) it samples N images per class with the reference
-sampler (rin.diffusion.sample, one batched run per class) and reports, as one markdown table row:
+sampler (rin.diffusion.sample, batched over classes) and reports, as one markdown table row:
 
 - class accuracy: the fraction of samples the classifier (classifier.py, trained once on the train
   split and cached in Training/scratch/classifier/) assigns to the requested class, overall and per class;
 - FD: the Frechet distance between the classifier's penultimate features of the samples and of the
   10,000 test images (a small-sample, CIFAR-specific analogue of FID; not comparable with published FIDs);
 - FD real: the same distance for N per class real *train* images, the floor at this sample size.
+
+For Tiny ImageNet (chosen from the checkpoint's config) the classifier is 200-way, the held-out set
+is the validation split, accuracy is reported top-1 and top-5, and the same figures for N real
+validation images per evaluated class are printed first (what the classifier gives real images);
+`--classes K` evaluates K classes spread evenly over the 200 (always including golden retriever, 207).
 
     python Training/evaluate.py --checkpoint Training/runs/bundled/export --per-class 20 --guidance 0,1,3
     python Training/evaluate.py --checkpoint DIR --compare-carry --grid out.png
@@ -70,7 +76,11 @@ def parse_args(argv=None):
     parser.add_argument("--grid", metavar="OUT.png", help="10 x 8 grid (one row per class) per setting")
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--classifier-dir", default=classifier.DEFAULT_DIR)
+    parser.add_argument("--classes", type=int, default=0, help="Tiny ImageNet: evaluate this many classes (0 = all)")
+    parser.add_argument("--batch", type=int, default=64, help="images per sampling run")
+    parser.add_argument("--dataset", choices=sorted(classifier.NUM_CLASSES),
+                        help="default: from the checkpoint (64x64 with 200 classes = tiny-imagenet)")
+    parser.add_argument("--classifier-dir", help="default: Training/scratch/classifier[-tiny-imagenet]")
     parser.add_argument("--classifier-epochs", type=int, default=5, help="epochs when the classifier must be trained")
     parser.add_argument("--classifier-only", action="store_true", help="train/load the classifier, report it, stop")
     args = parser.parse_args(argv)
@@ -102,32 +112,71 @@ def write_grid(path, pixels_by_class, columns=8):
     Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(path)
 
 
+def evaluated_classes(cfg, dataset, wanted):
+    """Class rows to evaluate: all, or `wanted` spread evenly (Tiny ImageNet keeps 207 among them)."""
+    rows = list(range(cfg.num_classes))
+    if wanted <= 0 or wanted >= len(rows):
+        return rows
+    chosen = sorted({rows[round(i * (len(rows) - 1) / max(1, wanted - 1))] for i in range(wanted)})
+    space = cfg.label_space or {}
+    if 207 in space.get("ids", []):
+        golden = space["ids"].index(207)
+        if golden not in chosen:
+            chosen[len(chosen) // 2] = golden
+    return sorted(set(chosen))
+
+
+def class_label(cfg, row):
+    name = cfg.class_names[row] if cfg.class_names else str(row)
+    space = cfg.label_space
+    return f"{space['ids'][row]} {name}" if space else name
+
+
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
-    net, info = classifier.get_classifier(args.classifier_dir, args.classifier_epochs, log=log)
-    print(f"classifier: test accuracy {info['test_accuracy'] * 100:.1f}% "
+    model = None
+    if args.checkpoint:
+        try:
+            model = rin.load_checkpoint(args.checkpoint)
+        except (rin.ConfigError, OSError) as error:
+            sys.exit(f"cannot load {args.checkpoint}: {error}")
+    dataset = args.dataset
+    if dataset is None:
+        dataset = "tiny-imagenet" if model is not None and (model.cfg.height, model.cfg.num_classes) == (64, 200) \
+            else "cifar10"
+    net, info = classifier.get_classifier(args.classifier_dir or classifier.DEFAULT_DIRS[dataset],
+                                          args.classifier_epochs, log=log, dataset=dataset)
+    top5_text = f", top-5 {info['test_top5'] * 100:.1f}%" if "test_top5" in info else ""
+    print(f"classifier ({dataset}): held-out top-1 {info['test_accuracy'] * 100:.1f}%{top5_text} "
           f"({info['epochs']} epochs, {info['train_seconds']:.0f} s to train, widths {info['widths']})")
     if args.classifier_only:
         return
 
-    test_images, _ = data.load_split("test", verbose=False)
-    train_images, train_labels = data.load_split("train", verbose=False)
+    (train_images, train_labels), (test_images, test_labels) = classifier.load_dataset(dataset)
+    size = 32 if dataset == "cifar10" else 64
+    cfg = model.cfg
+    if cfg.num_classes != classifier.NUM_CLASSES[dataset] or (cfg.height, cfg.width, cfg.channels, cfg.frames) != (size, size, 3, 1):
+        sys.exit(f"{args.checkpoint} is not a {classifier.NUM_CLASSES[dataset]}-class {size}x{size} RGB image model")
     test_features = classifier.extract_features(net, test_images)
-    # The real-image floor: per_class train images of each class, chosen with a fixed seed.
+    rows = evaluated_classes(cfg, dataset, args.classes)
+    # The real-image floor: per_class train images of each evaluated class, chosen with a fixed seed.
     chooser = np.random.default_rng(0)
     real_index = np.concatenate([chooser.choice(np.flatnonzero(train_labels == c), args.per_class, replace=False)
-                                 for c in range(len(data.CLASS_NAMES))])
+                                 for c in rows])
     fd_real = frechet_distance(classifier.extract_features(net, train_images[real_index]), test_features)
+    top5_wanted = classifier.NUM_CLASSES[dataset] > 10
+    if top5_wanted:
+        # What the classifier gives real held-out images of the same classes, the same number per class.
+        held_index = np.concatenate([chooser.choice(np.flatnonzero(test_labels == c), args.per_class, replace=False)
+                                     for c in rows])
+        logits = classifier.predict_logits(net, test_images[held_index])
+        real_top1 = classifier.topk_accuracy(logits, test_labels[held_index], 1)
+        real_top5 = classifier.topk_accuracy(logits, test_labels[held_index], 5)
+        print(f"real validation images ({args.per_class} per class, {len(rows)} classes): "
+              f"top-1 {real_top1 * 100:.1f}%, top-5 {real_top5 * 100:.1f}%")
 
-    try:
-        model = rin.load_checkpoint(args.checkpoint)
-    except (rin.ConfigError, OSError) as error:
-        sys.exit(f"cannot load {args.checkpoint}: {error}")
-    cfg = model.cfg
-    if cfg.num_classes != len(data.CLASS_NAMES) or (cfg.height, cfg.width, cfg.channels, cfg.frames) != (32, 32, 3, 1):
-        sys.exit(f"{args.checkpoint} is not a 10-class 32x32 RGB image model")
     steps = args.steps or int(cfg.sampling["steps"])
     sampler = args.sampler or cfg.sampling["sampler"]
     schedule = args.schedule or cfg.sampling["schedule"]
@@ -138,34 +187,44 @@ def main(argv=None):
     settings = [(g, c) for g in guidances for c in carries]
     trained_steps = cfg.training.get("steps", "?")
 
-    print(f"\ncheckpoint {args.checkpoint} ({trained_steps} training steps); {args.per_class} samples per class; "
-          f"FD against the 10,000 test images; FD real = {args.per_class} real train images per class "
-          f"(the floor at this sample size): {fd_real:.2f}\n")
-    header = ("| steps | sampler | schedule | guidance | latents | samples | class accuracy | FD | FD real | "
-              + " | ".join(name[:5] for name in data.CLASS_NAMES) + " | seconds |")
+    print(f"\ncheckpoint {args.checkpoint} ({trained_steps} training steps); {args.per_class} samples per class, "
+          f"{len(rows)} classes; FD against the {len(test_images):,} held-out images; FD real = {args.per_class} real "
+          f"train images per class (the floor at this sample size): {fd_real:.2f}\n")
+    per_class_columns = len(rows) <= 10
+    header = ("| steps | sampler | schedule | guidance | latents | samples | top-1 | "
+              + ("top-5 | " if top5_wanted else "") + "FD | FD real | "
+              + (" | ".join(class_label(cfg, r)[:12] for r in rows) + " | " if per_class_columns else "")
+              + "s/image |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
+    wanted = [r for r in rows for _ in range(args.per_class)]
     for guidance, carry in settings:
         started = time.time()
-        pixels_by_class, hits = [], []
-        for class_index in range(cfg.num_classes):
-            result = diffusion.sample(model, class_index=class_index, seed=args.seed + class_index, steps=steps,
-                                      sampler=sampler, schedule=schedule, guidance=guidance,
-                                      count=args.per_class, carry=carry)
-            pixels = result.pixels[:, 0]  # (N, 32, 32, 3) uint8
-            pixels_by_class.append(pixels)
-            predicted = classifier.predict_logits(net, pixels).argmax(1).numpy()
-            hits.append(float((predicted == class_index).mean()))
+        pixels = []
+        for start in range(0, len(wanted), args.batch):
+            chunk = wanted[start:start + args.batch]
+            # Seeds: run j of a setting uses seed (--seed + j), so every setting sees the same noise.
+            result = diffusion.sample(model, class_index=chunk, seed=args.seed + start // args.batch, steps=steps,
+                                      sampler=sampler, schedule=schedule, guidance=guidance, carry=carry)
+            pixels.append(result.pixels[:, 0])  # (n, H, W, 3) uint8
         seconds = time.time() - started
-        samples = np.concatenate(pixels_by_class)
+        samples = np.concatenate(pixels)
+        logits = classifier.predict_logits(net, samples)
+        labels = np.array(wanted)
+        top1 = classifier.topk_accuracy(logits, labels, 1)
+        top5 = classifier.topk_accuracy(logits, labels, 5)
+        hits = (logits.argmax(1).numpy() == labels)
         fd = frechet_distance(classifier.extract_features(net, samples), test_features)
-        accuracy = float(np.mean(hits))
+        per_class = [float(hits[labels == r].mean()) for r in rows]
         print(f"| {steps} | {sampler} | {schedule} | {guidance:g} | {'carry' if carry else 'reset'} | "
-              f"{len(samples)} | {accuracy * 100:.1f}% | {fd:.2f} | {fd_real:.2f} | "
-              + " | ".join(f"{h * 100:.0f}" for h in hits) + f" | {seconds:.0f} |", flush=True)
+              f"{len(samples)} | {top1 * 100:.1f}% | " + (f"{top5 * 100:.1f}% | " if top5_wanted else "")
+              + f"{fd:.2f} | {fd_real:.2f} | "
+              + (" | ".join(f"{h * 100:.0f}" for h in per_class) + " | " if per_class_columns else "")
+              + f"{seconds / len(samples):.2f} |", flush=True)
         if args.grid:
             path = grid_path(args.grid, guidance, carry, len(settings) > 1)
-            write_grid(path, pixels_by_class)
+            by_class = [samples[labels == r] for r in rows[:10]]
+            write_grid(path, by_class)
             log(f"wrote {path}")
 
 

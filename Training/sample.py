@@ -5,7 +5,8 @@
     python Training/sample.py --checkpoint DIR --count 4 --grid -o grid.png
 
 Defaults for --steps, --sampler, --schedule and --guidance come from config.json's `sampling`.
---class takes an index or one of `classes.names`; leave it out for an unconditional model (or for the
+--class takes an id or a name/synonym (rin/classes.py: ImageNet ids such as 207 for models with a label
+space, case-insensitive names, `_` as a space); leave it out for an unconditional model (or for the
 null class of a model that has one). Output: a PNG with pixels clamp(round((x0 + 1) * 127.5), 0, 255);
 a video clip is written as its frames side by side. With --count n > 1 and no --grid, image i goes to
 OUT-i.png (out.png -> out-0.png, out-1.png, ...); with --grid, all n go into one PNG, ceil(sqrt(n))
@@ -24,17 +25,16 @@ import torch
 from PIL import Image
 
 import rin
+from rin.classes import ClassCatalog
 from rin.diffusion import sample
 
 
-def parse_class(value: str | None, cfg: rin.RINConfig) -> int | None:
-    if value is None:
+def parse_class(value: str | None, cfg: rin.RINConfig, checkpoint_dir: str | None = None) -> int | None:
+    """The model row of --class (an id, a name or a synonym; see rin.classes), None without one."""
+    if value is None or not value.strip():
         return None
-    if value.isdigit():
-        return int(value)
-    if cfg.class_names and value in cfg.class_names:
-        return cfg.class_names.index(value)
-    raise ValueError(f"unknown class {value!r}" + (f"; names: {', '.join(cfg.class_names)}" if cfg.class_names else ""))
+    name = Path(checkpoint_dir).name if checkpoint_dir else "model"
+    return ClassCatalog(cfg, name, checkpoint_dir).resolve(value)
 
 
 def clip_strip(pixels: np.ndarray) -> np.ndarray:
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         guidance = args.guidance if args.guidance is not None else float(defaults.get("guidance", 0.0))
         if model.null_class is None and args.guidance is None:
             guidance = 0.0  # a config default cannot ask for what the model lacks
-        result = sample(model, class_index=parse_class(args.klass, cfg), seed=args.seed, steps=steps,
+        result = sample(model, class_index=parse_class(args.klass, cfg, args.checkpoint), seed=args.seed, steps=steps,
                         sampler=args.sampler or defaults.get("sampler", "ddim"),
                         schedule=args.schedule or defaults.get("schedule", "cosine"),
                         guidance=guidance, count=args.count, carry=not args.no_carry)

@@ -1,4 +1,4 @@
-"""Train a class-conditional RIN on CIFAR-10 with the recipe of ../shared/spec/RIN.md ("Training").
+"""Train a class-conditional RIN on CIFAR-10 (32x32) or Tiny ImageNet (64x64) with the recipe of ../shared/spec/RIN.md ("Training").
 
 Recipe: the config's prediction target (v for the bundled model), sigmoid(-3, 3, 0.9) training schedule
 (the config's training.schedule), MSE on the target, latent self-conditioning at the config's rate
@@ -23,6 +23,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import signal
 import sys
 import time
@@ -44,12 +45,18 @@ def parse_args(argv=None):
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/state.pt if it exists")
     parser.add_argument("--export", metavar="DIR", help="write the EMA checkpoint here when training stops")
     parser.add_argument("--export-dtype", default="float16", choices=["float32", "float16", "bfloat16"])
-    parser.add_argument("--preview", metavar="PNG", help="at the end, write a 10 x 8 sample grid (DDIM 50, guidance 3)")
+    parser.add_argument("--preview", metavar="PNG",
+                        help="at the end, write a 10 x 8 sample grid (DDIM 50, guidance 3; 10 classes)")
     parser.add_argument("--log", metavar="FILE", help="progress log (default RUN_DIR/train.log)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--data-npz", metavar="PATH", help="packed train split (data.py --pack) instead of ../shared")
-    parser.add_argument("--data-source", default=data.DEFAULT_SOURCE, help="folder with the CIFAR-10 archives")
+    parser.add_argument("--dataset", choices=["cifar10", "tiny-imagenet"],
+                        help="training data (default: cifar10 for 32x32 configs with 10 classes, tiny-imagenet for "
+                             "64x64 configs with 200)")
+    parser.add_argument("--data-npz", metavar="PATH",
+                        help="the train split as one .npz (data.py --pack for CIFAR-10; images+labels arrays "
+                             "for either) instead of ../shared")
+    parser.add_argument("--data-source", help="folder with the data set's archives (default: ../shared/data/DATASET)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=0.01)
@@ -141,22 +148,80 @@ def export(ema, cfg, args, directory, step, train_seconds, wall_seconds, hardwar
             "latent_dropout": args.latent_dropout, "horizontal_flips": not args.no_flip,
             "bf16_autocast": args.bf16, "loss": f"MSE on {cfg.prediction}",
         },
-        "data": "CIFAR-10 train split (50,000 JPEG-decoded images)",
+        "data": DATASETS[args.dataset]["description"],
     })
     training["self_conditioning_rate"] = args.self_cond_rate
     training["label_dropout"] = args.label_dropout
     training["notes"] = (training.get("notes") or "") + " | trained with Training/train.py; EMA weights"
     exported.training = training
     rin.save_checkpoint(ema, directory, dtype=args.export_dtype, config=exported)
+    table = (exported.label_space or {}).get("table")
+    if table:  # the whole label space travels with the checkpoint (names of ids the model lacks)
+        shutil.copyfile(data.IMAGENET_TABLE, os.path.join(directory, table))
     size = os.path.getsize(os.path.join(directory, "model.safetensors"))
     log(f"exported EMA weights ({args.export_dtype}, {size / 1e6:.1f} MB) and config.json to {directory}")
+
+
+DATASETS = {
+    "cifar10": {"size": 32, "classes": 10,
+                "description": "CIFAR-10 train split (50,000 JPEG-decoded images)"},
+    "tiny-imagenet": {"size": 64, "classes": 200,
+                      "description": "Tiny ImageNet train split (100,000 64x64 JPEG-decoded images, 200 ImageNet-1k "
+                                     "classes; ImageNet terms: non-commercial research)"},
+}
+# Tiny ImageNet preview rows: golden retriever (207) first, then nine classes far apart in the table.
+PREVIEW_IMAGENET_IDS = (207, 1, 94, 281, 340, 430, 510, 779, 928, 970)
+
+
+def preview_classes(cfg):
+    """The (at most 10) class rows of the preview grid."""
+    space = cfg.label_space
+    if space is None:
+        return list(range(min(10, cfg.num_classes)))
+    rows = [space["ids"].index(i) for i in PREVIEW_IMAGENET_IDS if i in space["ids"]]
+    rows += [r for r in range(cfg.num_classes) if r not in rows]
+    return rows[:10]
+
+
+def load_training_data(args, device):
+    """The train split as (uint8 (N, H, W, 3), int64 (N,)) tensors on the device."""
+    if args.data_npz:
+        if args.dataset == "cifar10":
+            images, labels = data.load_npz(args.data_npz)
+        else:
+            with np.load(args.data_npz) as packed:
+                images, labels = packed["images"], packed["labels"].astype(np.int64)
+    elif args.dataset == "cifar10":
+        images, labels = data.load_split("train", args.data_source or data.DEFAULT_SOURCE)
+    else:
+        images, labels = data.load_tiny_imagenet("train", args.data_source or data.TINY_SOURCE)
+    return torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
+
+
+def configure_classes(cfg, args):
+    """Picks the dataset and fills in class names (and the ImageNet label space for Tiny ImageNet)."""
+    if args.dataset is None:
+        args.dataset = "tiny-imagenet" if (cfg.height, cfg.num_classes) == (64, 200) else "cifar10"
+    want = DATASETS[args.dataset]
+    if (cfg.num_classes != want["classes"] or cfg.height != want["size"] or cfg.width != want["size"]
+            or cfg.frames != 1 or cfg.channels != 3):
+        sys.exit(f"{args.config}: --dataset {args.dataset} needs {want['size']}x{want['size']} RGB images and "
+                 f"{want['classes']} classes")
+    if args.dataset == "cifar10":
+        if cfg.class_names is None:
+            cfg.class_names = list(data.CLASS_NAMES)
+        return
+    rows = data.tiny_imagenet_classes(args.data_source or data.TINY_SOURCE)
+    cfg.class_names = [name for _, _, name, _ in rows]
+    cfg.label_space = {"name": "imagenet-1k", "ids": [index for _, index, _, _ in rows],
+                       "table": "imagenet-1k-classes.tsv"}
 
 
 def write_preview(ema, path, device, log):
     from PIL import Image
 
     rows = []
-    for class_index in range(ema.cfg.num_classes):
+    for class_index in preview_classes(ema.cfg):
         result = diffusion.sample(ema, class_index=class_index, seed=class_index, steps=50, sampler="ddim",
                                   schedule="cosine", guidance=3.0 if ema.null_class is not None else 0.0, count=8)
         rows.append(np.concatenate(list(result.pixels[:, 0]), axis=1))  # (H, 8 W, C)
@@ -180,10 +245,10 @@ def main(argv=None):
     state_path = os.path.join(args.run_dir, "state.pt")
 
     cfg = rin.RINConfig.load(args.config)
-    if cfg.num_classes != len(data.CLASS_NAMES) or cfg.height != 32 or cfg.width != 32 or cfg.frames != 1:
-        sys.exit(f"{args.config}: train.py trains 32x32 CIFAR-10 models with 10 classes")
-    if cfg.class_names is None:
-        cfg.class_names = list(data.CLASS_NAMES)
+    try:
+        configure_classes(cfg, args)
+    except data.DataError as error:
+        sys.exit(f"data error: {error}")
     if args.self_cond_rate is None:
         args.self_cond_rate = float(cfg.training.get("self_conditioning_rate", 0.9))
     if args.label_dropout is None:
@@ -195,13 +260,12 @@ def main(argv=None):
     sigmoid_params = cfg.sigmoid_schedule()
     schedule_kind = (cfg.training.get("schedule") or {}).get("kind", "sigmoid")
 
-    # Data: the whole train split lives on the device as uint8 (150 MB); batches are gathered there.
+    # Data: the whole train split lives on the device as uint8 (150 MB for CIFAR-10, 1.2 GB for Tiny
+    # ImageNet); batches are gathered there.
     try:
-        images, labels = data.load_npz(args.data_npz) if args.data_npz else data.load_split("train", args.data_source)
+        images, labels = load_training_data(args, device)  # (N, H, W, 3) uint8, (N,) int64
     except data.DataError as error:
         sys.exit(f"data error: {error}")
-    images = torch.from_numpy(images).to(device)  # (N, 32, 32, 3) uint8
-    labels = torch.from_numpy(labels).to(device)  # (N,) int64
     count = images.shape[0]
 
     model = rin.RIN(cfg, latent_dropout=args.latent_dropout).to(device)
@@ -242,7 +306,7 @@ def main(argv=None):
 
     def training_step(batch_size):
         index = torch.randint(0, count, (batch_size,), device=device, generator=generator)
-        x0 = images[index].float().div_(127.5).sub_(1.0)  # (B, 32, 32, 3) in [-1, 1]
+        x0 = images[index].float().div_(127.5).sub_(1.0)  # (B, H, W, 3) in [-1, 1]
         if not args.no_flip:
             flip = torch.rand(batch_size, device=device, generator=generator) < 0.5
             x0 = torch.where(flip[:, None, None, None], x0.flip(2), x0)

@@ -88,19 +88,4 @@ public struct SamplingParameters: Codable, Sendable, Equatable {
         if let names = config.classes.names, !names.isEmpty { message += " or one of " + names.joined(separator: ", ") }
         return message
     }
-
-    /// Resolves a class given as text (a name from `classes.names`, case-insensitive, or an index)
-    /// against `config`; nil text (or an empty one) means no class.
-    public static func classIndex(from text: String?, for config: RINConfig) throws(SamplingError) -> Int? {
-        guard let raw = text?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return nil }
-        if config.classes.count == 0 {
-            throw .invalidParameter(name: "class", message: "this model is unconditional and takes no class (got '\(raw)')")
-        }
-        if let index = Int(raw), index >= 0, index < config.classes.count { return index }
-        if let names = config.classes.names,
-           let index = names.firstIndex(where: { $0.lowercased() == raw.lowercased() }) {
-            return index
-        }
-        throw .invalidParameter(name: "class", message: classRangeMessage(config) + " (got '\(raw)')")
-    }
 }

@@ -9,6 +9,9 @@ public final class RINCheckpoint: Sendable {
     public let config: RINConfig
     /// The network with its weights (float32 weights stay in the file's memory map).
     public let network: RINNetwork
+    /// The classes as users name them (ids, names, synonyms; the label space's table when the
+    /// config names one).
+    public let classes: ClassCatalog
 
     /// Loads and checks a checkpoint directory. Fails, naming the file and the key or tensor, on a
     /// missing file, bad JSON, an unknown architecture or format_version, a missing, extra or
@@ -20,17 +23,23 @@ public final class RINCheckpoint: Sendable {
         let weightsPath = directory.appendingPathComponent("model.safetensors").path
         guard FileManager.default.isReadableFile(atPath: weightsPath) else { throw .missingFile(path: weightsPath) }
         let file = try SafeTensorsFile(path: weightsPath)
+        var table: [ClassCatalog.Label]? = nil
+        if let file = config.classes.labelSpace?.table {
+            table = try LabelTable.load(path: directory.appendingPathComponent(file).path)
+        }
         let network = try RINNetwork(config: config, file: file)
         return RINCheckpoint(name: directory.standardizedFileURL.lastPathComponent, directory: directory,
-                             network: network)
+                             network: network, labelTable: table)
     }
 
-    /// A checkpoint around an in-memory network (random weights for benchmarks and tests).
-    public init(name: String, directory: URL, network: RINNetwork) {
+    /// A checkpoint around an in-memory network (random weights for benchmarks and tests), with
+    /// the label space's table when there is one.
+    public init(name: String, directory: URL, network: RINNetwork, labelTable: [ClassCatalog.Label]? = nil) {
         self.name = name
         self.directory = directory
         self.config = network.config
         self.network = network
+        self.classes = ClassCatalog(modelName: name, config: network.config, table: labelTable)
     }
 
     /// Writes a checkpoint directory with random weights for `config` (config.json +

@@ -47,9 +47,11 @@ public struct RINConfig: Codable, Sendable, Equatable {
         public var count: Int
         public var names: [String]?
         public var nullClass: Bool
-        enum CodingKeys: String, CodingKey { case count, names, nullClass = "null_class" }
-        public init(count: Int, names: [String]?, nullClass: Bool) {
-            self.count = count; self.names = names; self.nullClass = nullClass
+        /// Where the classes live in a larger label space (absent: class k is id k).
+        public var labelSpace: LabelSpace?
+        enum CodingKeys: String, CodingKey { case count, names, nullClass = "null_class", labelSpace = "label_space" }
+        public init(count: Int, names: [String]?, nullClass: Bool, labelSpace: LabelSpace? = nil) {
+            self.count = count; self.names = names; self.nullClass = nullClass; self.labelSpace = labelSpace
         }
         /// `null_class` may be absent (false), as in the Python reference.
         public init(from decoder: any Decoder) throws {
@@ -57,7 +59,26 @@ public struct RINConfig: Codable, Sendable, Equatable {
             count = try c.decode(Int.self, forKey: .count)
             names = try c.decodeIfPresent([String].self, forKey: .names)
             nullClass = try c.decodeIfPresent(Bool.self, forKey: .nullClass) ?? false
+            labelSpace = try c.decodeIfPresent(LabelSpace.self, forKey: .labelSpace)
         }
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(count, forKey: .count)
+            try c.encodeIfPresent(names, forKey: .names)
+            try c.encode(nullClass, forKey: .nullClass)
+            try c.encodeIfPresent(labelSpace, forKey: .labelSpace)
+        }
+    }
+
+    /// `classes.label_space` (checkpoints/README.md): class k of the model is id `ids[k]` of the
+    /// label space `name` (e.g. "imagenet-1k"); `table`, a file in the checkpoint directory, lists
+    /// the whole space (id, wnid, name, synonyms) so that ids and names the model was not trained on
+    /// are recognised and named in errors.
+    public struct LabelSpace: Codable, Sendable, Equatable {
+        public var name: String
+        public var ids: [Int]
+        public var table: String?
+        public init(name: String, ids: [Int], table: String? = nil) { self.name = name; self.ids = ids; self.table = table }
     }
 
     /// What the network predicts.
@@ -230,6 +251,19 @@ public struct RINConfig: Codable, Sendable, Equatable {
             throw fail("classes.names", "has \(names.count) names but classes.count is \(classes.count)")
         }
         if classes.count == 0 && classes.nullClass { throw fail("classes.null_class", "needs classes.count >= 1") }
+        if let space = classes.labelSpace {
+            guard !space.name.isEmpty else { throw fail("classes.label_space.name", "must not be empty") }
+            guard space.ids.count == classes.count else {
+                throw fail("classes.label_space.ids", "has \(space.ids.count) ids but classes.count is \(classes.count)")
+            }
+            if let bad = space.ids.first(where: { $0 < 0 }) { throw fail("classes.label_space.ids", "ids must be >= 0, found \(bad)") }
+            guard Set(space.ids).count == space.ids.count else { throw fail("classes.label_space.ids", "ids must be distinct") }
+            if let table = space.table {
+                guard !table.isEmpty, !table.contains("/"), table != ".", table != ".." else {
+                    throw fail("classes.label_space.table", "must be a file name in the checkpoint directory, found '\(table)'")
+                }
+            }
+        }
         // Only what makes the defaults meaningless is refused here; a request that takes a default
         // outside the request ranges (steps > 1000, guidance > 30) is refused when it is made.
         guard sampling.steps >= 1 else { throw fail("sampling.steps", "must be >= 1, found \(sampling.steps)") }

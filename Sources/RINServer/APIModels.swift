@@ -95,7 +95,11 @@ struct JobBody: Encodable {
         let className = parameters.classIndex.flatMap { index in
             names.flatMap { index >= 0 && index < $0.count ? $0[index] : nil }
         }
-        params = Params(classIndex: parameters.classIndex, className: className, seed: parameters.seed,
+        // `class` is the id users give: the label-space id (ImageNet 207) where the model has one.
+        let classId = parameters.classIndex.map { row in
+            config?.classes.labelSpace.flatMap { row >= 0 && row < $0.ids.count ? $0.ids[row] : nil } ?? row
+        }
+        params = Params(classIndex: classId, className: className, seed: parameters.seed,
                         steps: parameters.steps, sampler: parameters.sampler.rawValue,
                         schedule: parameters.schedule.rawValue, guidance: ShortFloat(value: parameters.guidance),
                         n: parameters.count, previewEvery: job.previewEvery, carryLatents: parameters.carryLatents)
@@ -155,13 +159,16 @@ struct JobListBody: Encodable {
 struct ModelBody: Encodable {
     struct Image: Encodable { let frames: Int, height: Int, width: Int, channels: Int }
     struct Classes: Encodable {
-        let count: Int, names: [String]?, nullClass: Bool
-        enum CodingKeys: String, CodingKey { case count, names, nullClass = "null_class" }
+        /// `ids[k]` is the id (label-space id, or k) and `names[k]` the name of class k.
+        let count: Int, names: [String]?, nullClass: Bool, labelSpace: String?, ids: [Int]
+        enum CodingKeys: String, CodingKey { case count, names, nullClass = "null_class", labelSpace = "label_space", ids }
         func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(count, forKey: .count)
             try c.encode(names, forKey: .names)
             try c.encode(nullClass, forKey: .nullClass)
+            try c.encode(labelSpace, forKey: .labelSpace)
+            try c.encode(ids, forKey: .ids)
         }
     }
     struct Defaults: Encodable {
@@ -202,7 +209,10 @@ struct ModelBody: Encodable {
         self.isDefault = isDefault
         image = Image(frames: config.image.frames, height: config.image.height, width: config.image.width,
                       channels: config.image.channels)
-        classes = Classes(count: config.classes.count, names: config.classes.names, nullClass: config.classes.nullClass)
+        let names = checkpoint.classes.classes.compactMap(\.name)
+        classes = Classes(count: config.classes.count, names: !names.isEmpty && names.count == config.classes.count ? names : nil,
+                          nullClass: config.classes.nullClass, labelSpace: config.classes.labelSpace?.name,
+                          ids: checkpoint.classes.classes.map(\.id))
         prediction = config.prediction.rawValue
         self.defaults = Defaults(classIndex: defaults.classIndex, steps: defaults.steps,
                                  sampler: defaults.sampler.rawValue, schedule: defaults.schedule.rawValue,
@@ -214,7 +224,10 @@ struct ModelBody: Encodable {
 }
 
 struct ModelListBody: Encodable {
+    /// The model a request that names none goes to (`rind serve --default-model`).
+    let defaultModel: String
     let models: [ModelBody]
+    enum CodingKeys: String, CodingKey { case defaultModel = "default_model", models }
 }
 
 /// `GET /healthz` and `GET /readyz`.

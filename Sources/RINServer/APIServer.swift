@@ -391,7 +391,7 @@ public final class APIServer: @unchecked Sendable {
             let models = service.models.enumerated().map { index, checkpoint in
                 ModelBody(checkpoint, isDefault: index == 0, previewEvery: service.configuration.previewEvery)
             }
-            return .json(ModelListBody(models: models))
+            return .json(ModelListBody(defaultModel: service.defaultModel.name, models: models))
         }
     }
 

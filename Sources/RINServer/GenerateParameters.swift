@@ -139,25 +139,13 @@ enum GenerateParameters {
         return request
     }
 
-    /// A class index from an index or a class name (case-insensitive), checked against the model.
+    /// A class row from an id, a name or a synonym (the model's `ClassCatalog`).
     static func classIndex(_ text: String, checkpoint: RINCheckpoint) throws(Problem) -> Int {
-        let classes = checkpoint.config.classes
-        guard classes.count > 0 else {
-            throw Problem.invalidParameter("class", "model '\(checkpoint.name)' is unconditional: leave 'class' out")
+        do {
+            return try checkpoint.classes.resolve(text)
+        } catch {
+            throw Problem.invalidParameter("class", error.description)
         }
-        let range = "0...\(classes.count - 1)"
-        if let index = Int(text) {
-            guard index >= 0 && index < classes.count else {
-                throw Problem.invalidParameter("class", "class \(index) is out of range: model '\(checkpoint.name)' has classes \(range)")
-            }
-            return index
-        }
-        if let names = classes.names,
-           let index = names.firstIndex(where: { $0.caseInsensitiveCompare(text) == .orderedSame }) {
-            return index
-        }
-        let known = classes.names.map { " or one of: \($0.joined(separator: ", "))" } ?? " (this model has no class names)"
-        throw Problem.invalidParameter("class", "unknown class '\(text)': model '\(checkpoint.name)' takes an index in \(range)\(known)")
     }
 
     private static func integer(_ values: [String: String], _ name: String, range: String) throws(Problem) -> Int? {

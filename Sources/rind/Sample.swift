@@ -15,10 +15,10 @@ struct Sample: AsyncParsableCommand {
             exit with status 2.
             """)
 
-    @Option(help: "Checkpoint directory (config.json + model.safetensors). Default: checkpoints/cifar10.")
+    @Option(help: "Checkpoint directory (config.json + model.safetensors). Default: checkpoints/imagenet64, else checkpoints/cifar10.")
     var checkpoint: String?
 
-    @Option(name: .customLong("class"), help: "Class name or index (omit for an unconditional or null-class sample).")
+    @Option(name: .customLong("class"), help: "Class id (ImageNet id for ImageNet models, e.g. 207), name or synonym (e.g. 'golden retriever'); omit for an unconditional or null-class sample.")
     var classLabel: String?
 
     @Option(help: "Seed, 0...2^53-1: image i starts from noise(seed, i, 0).")
@@ -66,7 +66,9 @@ struct Sample: AsyncParsableCommand {
         let checkpoint = try RINCheckpoint.load(from: directory)
         let config = checkpoint.config
         var parameters = SamplingParameters.defaults(for: config)
-        parameters.classIndex = try SamplingParameters.classIndex(from: classLabel, for: config)
+        if let classLabel, !classLabel.trimmingCharacters(in: .whitespaces).isEmpty {
+            parameters.classIndex = try checkpoint.classes.resolve(classLabel)
+        }
         parameters.seed = seed
         parameters.count = count
         parameters.carryLatents = !noCarry
@@ -105,11 +107,14 @@ struct Sample: AsyncParsableCommand {
 
     private func resolveCheckpoint() throws -> URL {
         if let checkpoint { return URL(fileURLWithPath: checkpoint) }
-        let fallback = URL(fileURLWithPath: "checkpoints/cifar10")
-        guard FileManager.default.fileExists(atPath: fallback.appendingPathComponent("config.json").path) else {
-            throw CommandLineError(message: "--checkpoint is required (no checkpoints/cifar10 here)")
+        // The daemon's default model, from ./checkpoints.
+        for name in Serve.preferredDefaults {
+            let candidate = URL(fileURLWithPath: "checkpoints").appendingPathComponent(name)
+            if FileManager.default.fileExists(atPath: candidate.appendingPathComponent("config.json").path) {
+                return candidate
+            }
         }
-        return fallback
+        throw CommandLineError(message: "--checkpoint is required (no checkpoints/\(Serve.preferredDefaults.joined(separator: " or checkpoints/")) here)")
     }
 
     private func write(_ images: [ImagePixels]) throws {
@@ -149,6 +154,8 @@ func reportingFailures(of command: String, _ body: () throws -> Void) throws {
     } catch let error as SamplingError {
         try fail(command, error, status: 2)
     } catch let error as CheckpointError {
+        try fail(command, error, status: 2)
+    } catch let error as ClassLookupError {
         try fail(command, error, status: 2)
     } catch let error as ImageError {
         try fail(command, error, status: 1)

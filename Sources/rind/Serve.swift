@@ -19,13 +19,17 @@ struct Serve: AsyncParsableCommand {
         abstract: "Run the HTTP daemon (what plain `rind` runs).",
         discussion: """
             Every subdirectory of --checkpoints that holds a config.json is a model (the directory \
-            name is its API name); cifar10, if present, is the default, else the first by name. \
+            name is its API name). A request that names no model goes to --default-model: \
+            imagenet64 when present, else cifar10, else the first by name. \
             SIGTERM or SIGINT drains: no new jobs, running jobs get --drain-seconds to finish and \
             are otherwise requeued on disk, then the process exits 0.
             """)
 
     @Option(help: "Directory of checkpoints (default: ./checkpoints, else <prefix>/share/rind/checkpoints next to the executable).")
     var checkpoints: String?
+
+    @Option(help: "The model for requests that name none (default: imagenet64, else cifar10, else the first by name).")
+    var defaultModel: String?
 
     @Option(help: "Address to listen on; anything but loopback requires --api-key-file.")
     var host: String = "127.0.0.1"
@@ -141,7 +145,7 @@ struct Serve: AsyncParsableCommand {
         let directory = URL(fileURLWithPath: checkpoints ?? Self.defaultCheckpointDirectory())
         let models: [RINCheckpoint]
         do {
-            models = try Self.loadModels(from: directory, logger: logger)
+            models = try Self.loadModels(from: directory, defaultModel: defaultModel, logger: logger)
         } catch {
             logger.critical("\(error)")
             server.stop()
@@ -205,8 +209,13 @@ struct Serve: AsyncParsableCommand {
         return "rind-state"
     }
 
-    /// Every subdirectory with a config.json, loaded; cifar10 first when present, else by name.
-    static func loadModels(from directory: URL, logger: Logger) throws -> [RINCheckpoint] {
+    /// Models tried in this order when --default-model is not given.
+    static let preferredDefaults = ["imagenet64", "cifar10"]
+
+    /// Every subdirectory with a config.json, loaded, the default model first (the job service
+    /// sends requests without a model to the first): `defaultModel`, which must exist, else the
+    /// first of `preferredDefaults` present, else the first by name.
+    static func loadModels(from directory: URL, defaultModel: String?, logger: Logger) throws -> [RINCheckpoint] {
         let names: [String]
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
@@ -216,10 +225,14 @@ struct Serve: AsyncParsableCommand {
         let candidates = names.filter {
             FileManager.default.fileExists(atPath: directory.appendingPathComponent($0).appendingPathComponent("config.json").path)
         }
-        let ordered = candidates.filter { $0 == "cifar10" } + candidates.filter { $0 != "cifar10" }
-        guard !ordered.isEmpty else {
+        guard !candidates.isEmpty else {
             throw ValidationError("no models in \(directory.path): each model is a subdirectory with config.json and model.safetensors")
         }
+        if let defaultModel, !candidates.contains(defaultModel) {
+            throw ValidationError("--default-model '\(defaultModel)' is not a model in \(directory.path); models: \(candidates.joined(separator: ", "))")
+        }
+        let first = defaultModel ?? preferredDefaults.first(where: candidates.contains) ?? candidates[0]
+        let ordered = [first] + candidates.filter { $0 != first }
         var models: [RINCheckpoint] = []
         for name in ordered {
             let started = Date()

@@ -130,19 +130,6 @@ final class SamplingBehaviourTests: XCTestCase {
         XCTAssertNoThrow(try SamplingParameters.defaults(for: tinyConfig(classes: 0)).validated(for: tinyConfig(classes: 0)))
     }
 
-    func testClassNamesResolve() throws {
-        let c = tinyConfig()
-        XCTAssertEqual(try SamplingParameters.classIndex(from: "dog", for: c), 1)
-        XCTAssertEqual(try SamplingParameters.classIndex(from: "SHIP", for: c), 2)
-        XCTAssertEqual(try SamplingParameters.classIndex(from: "0", for: c), 0)
-        XCTAssertNil(try SamplingParameters.classIndex(from: nil, for: c))
-        XCTAssertThrowsError(try SamplingParameters.classIndex(from: "horse", for: c)) { error in
-            XCTAssertEqual("\(error)", "invalid class: class must be 0...2 or one of cat, dog, ship (got 'horse')")
-        }
-        XCTAssertThrowsError(try SamplingParameters.classIndex(from: "3", for: c))
-        XCTAssertThrowsError(try SamplingParameters.classIndex(from: "1", for: tinyConfig(classes: 0)))
-    }
-
     func testPixelConversionRoundsHalfAwayAndClamps() {
         XCTAssertEqual(ImagePixels.byte(-1), 0)
         XCTAssertEqual(ImagePixels.byte(1), 255)

@@ -73,6 +73,10 @@ class RINConfig:
     num_classes: int = 0
     class_names: list[str] | None = None
     null_class: bool = False
+    # classes.label_space (checkpoints/README.md): {"name": "imagenet-1k", "ids": [...], "table": "file.tsv"}:
+    # class k is id ids[k] of a larger label space; the optional table (in the checkpoint folder)
+    # lists the whole space: id, wnid, name, synonyms. None = ids 0..count-1 (format before it).
+    label_space: dict | None = None
     prediction: str = "v"
     training: dict = field(default_factory=lambda: copy.deepcopy(DEFAULT_TRAINING))
     sampling: dict = field(default_factory=lambda: copy.deepcopy(DEFAULT_SAMPLING))
@@ -134,12 +138,26 @@ class RINConfig:
         need(not (self.null_class and self.num_classes == 0), "classes.null_class needs classes.count > 0")
         if self.class_names is not None:
             need(len(self.class_names) == self.num_classes, "classes.names must have classes.count entries")
+        if self.label_space is not None:
+            space = self.label_space
+            need(isinstance(space, dict) and isinstance(space.get("name"), str) and space["name"] != "",
+                 "classes.label_space.name must be a non-empty string")
+            ids = space.get("ids")
+            need(isinstance(ids, list) and len(ids) == self.num_classes
+                 and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids),
+                 "classes.label_space.ids must list classes.count non-negative integers")
+            need(len(set(ids)) == len(ids), "classes.label_space.ids must be distinct")
+            table = space.get("table")
+            need(table is None or (isinstance(table, str) and "/" not in table and table not in ("", ".", "..")),
+                 "classes.label_space.table must be a file name in the checkpoint folder")
         self.latent_hidden, self.interface_hidden  # noqa: B018 -- raises on a bad ratio
 
     def to_dict(self) -> dict:
         classes: dict[str, Any] = {"count": self.num_classes, "null_class": self.null_class}
         if self.class_names is not None:
             classes["names"] = list(self.class_names)
+        if self.label_space is not None:
+            classes["label_space"] = copy.deepcopy(self.label_space)
 
         def num(v: float) -> int | float:
             return int(v) if float(v).is_integer() else float(v)
@@ -185,6 +203,7 @@ class RINConfig:
             blocks=_int(d, "blocks"), layers_per_block=_int(d, "layers_per_block"),
             num_classes=_int(d, "classes.count"), class_names=list(names) if names is not None else None,
             null_class=bool(d.get("classes", {}).get("null_class", False)),
+            label_space=copy.deepcopy(d.get("classes", {}).get("label_space")),
             prediction=_get(d, "prediction"),
             training=copy.deepcopy(d.get("training", DEFAULT_TRAINING)),
             sampling=sampling,

@@ -137,13 +137,18 @@ def initial_noise(seed: int, count: int, shape: tuple[int, ...]) -> torch.Tensor
 
 
 @torch.no_grad()
-def sample(model, *, class_index: int | None, seed: int, steps: int, sampler: str = "ddim",
+def sample(model, *, class_index, seed: int, steps: int, sampler: str = "ddim",
            schedule: str = "cosine", guidance: float = 0.0, count: int = 1, carry: bool = True,
            x_start: torch.Tensor | None = None) -> SampleResult:
     """One sampling run of `count` images, all of class `class_index` (None = unconditional: the
-    null class on a model with one, nothing on an unconditional model). Image i starts from
-    noise(seed, i, 0); DDPM step k adds noise(seed, i, k + 1). Runs on the model's device; the
-    result's tensors are on the CPU."""
+    null class on a model with one, nothing on an unconditional model), or of one class per image
+    when `class_index` is a list (then `count` is its length). Image i starts from noise(seed, i, 0);
+    DDPM step k adds noise(seed, i, k + 1). Runs on the model's device; the result's tensors are on
+    the CPU."""
+    if isinstance(class_index, (list, tuple)):
+        if not class_index:
+            raise ValueError("class_index list must not be empty")
+        count = len(class_index)
     cfg = model.cfg
     device = next(model.parameters()).device
     if steps < 1:
@@ -164,9 +169,11 @@ def sample(model, *, class_index: int | None, seed: int, steps: int, sampler: st
             if null is None:
                 raise ValueError("this model needs a class (it has no null class)")
             class_index = null
-        if not 0 <= class_index < cfg.num_classes + (1 if null is not None else 0):
-            raise ValueError(f"class {class_index} out of range")
-        cond = torch.full((count,), class_index, dtype=torch.long, device=device)
+        indices = list(class_index) if isinstance(class_index, (list, tuple)) else [class_index] * count
+        for index in indices:
+            if not 0 <= index < cfg.num_classes + (1 if null is not None else 0):
+                raise ValueError(f"class {index} out of range")
+        cond = torch.tensor(indices, dtype=torch.long, device=device)
 
     gamma = gamma_fn(schedule, cfg.sigmoid_schedule())
     shape = (cfg.frames, cfg.height, cfg.width, cfg.channels)
