@@ -492,7 +492,7 @@ def test_random_checkpoint_and_sample_cli(tmp_path):
     assert Image.open(tmp_path / "grid.png").size == (2 * cfg.frames * cfg.width, 2 * cfg.height)
 
     r = _cli(TRAINING / "sample.py", "--checkpoint", ck, "--class", "9", "-o", tmp_path / "x.png")
-    assert r.returncode == 1 and "class 9 out of range" in r.stderr
+    assert r.returncode == 1 and "class 9 is out of range" in r.stderr
     r = _cli(TRAINING / "sample.py", "--checkpoint", tmp_path / "nowhere", "-o", tmp_path / "x.png")
     assert r.returncode == 1 and "error" in r.stderr
 
@@ -505,3 +505,51 @@ def test_sample_cli_accepts_class_names(tmp_path):
     assert Image.open(tmp_path / "g.png").mode == "L"
     r = _cli(TRAINING / "sample.py", "--checkpoint", ck, "--class", "seven", "-o", tmp_path / "g.png")
     assert r.returncode == 1 and "unknown class 'seven'" in r.stderr
+
+
+def test_sample_cli_reads_label_space_ids_names_and_synonyms(tmp_path):
+    """--class as the API reads it (rin/classes.py mirrors the engine's ClassCatalog)."""
+    cfg = rin.RINConfig.load(CONFIGS / "tiny-image-v.json")
+    cfg.num_classes, cfg.null_class = 3, True
+    cfg.class_names = ["golden retriever", "tabby", "crane"]
+    cfg.label_space = {"name": "imagenet-1k", "ids": [207, 281, 134], "table": "imagenet-1k-classes.tsv"}
+    cfg.validate()
+    config_path = tmp_path / "config.json"
+    cfg.save(config_path)
+    ck = tmp_path / "imagenet-tiny"
+    assert _cli(TRAINING / "random_checkpoint.py", "--config", config_path, "-o", ck).returncode == 0
+    table = TRAINING.parent / "checkpoints" / "imagenet64" / "imagenet-1k-classes.tsv"
+    (ck / "imagenet-1k-classes.tsv").write_bytes(table.read_bytes())
+    assert rin.RINConfig.load(ck / "config.json").label_space == cfg.label_space
+
+    from rin.classes import ClassCatalog, ClassLookupError
+    catalog = ClassCatalog(cfg, "imagenet-tiny", str(ck))
+    assert [catalog.resolve(t) for t in ("207", "golden retriever", "Golden_Retriever", "tabby cat", "134")] == [0, 0, 0, 1, 2]
+    with pytest.raises(ClassLookupError, match=r"ImageNet class 0 \(tench\) is not one of the 3 classes of model 'imagenet-tiny'"):
+        catalog.resolve("0")
+    with pytest.raises(ClassLookupError, match=r"ambiguous in ImageNet: it names 134 \(crane\) or 517 \(crane, not in this model\)"):
+        catalog.resolve("crane")
+    with pytest.raises(ClassLookupError, match="ImageNet has no class 1000"):
+        catalog.resolve("1000")
+
+    r = _cli(TRAINING / "sample.py", "--checkpoint", ck, "--class", "golden_retriever", "--seed", "3", "--steps", "2",
+             "-o", tmp_path / "g.png")
+    assert r.returncode == 0, r.stderr
+    model = rin.load_checkpoint(ck)
+    expected = sample(model, class_index=0, seed=3, steps=2, sampler="ddim", schedule="cosine",
+                      guidance=cfg.sampling["guidance"]).pixels[0, 0]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "g.png")), expected)
+    r = _cli(TRAINING / "sample.py", "--checkpoint", ck, "--class", "maillot", "-o", tmp_path / "m.png")
+    assert r.returncode == 1 and "638 (maillot, not in this model) or 639 (maillot [tank suit]" in r.stderr
+
+
+def test_sampling_takes_one_class_per_image():
+    cfg = rin.RINConfig.load(CONFIGS / "tiny-image-v.json")
+    model = rin.RIN(cfg).eval()
+    model.reset_parameters()
+    mixed = sample(model, class_index=[0, 1], seed=4, steps=2, guidance=1.0)
+    first = sample(model, class_index=0, seed=4, steps=2, guidance=1.0, count=2)
+    assert mixed.pixels.shape[0] == 2
+    assert np.array_equal(mixed.pixels[0], first.pixels[0])
+    with pytest.raises(ValueError, match="out of range"):
+        sample(model, class_index=[0, 99], seed=4, steps=2)

@@ -125,3 +125,25 @@ def test_evaluate_argument_errors():
     with pytest.raises(SystemExit):
         evaluate.parse_args(["--checkpoint", "x", "--no-carry", "--compare-carry"])
     assert evaluate.parse_args(["--checkpoint", "x", "--guidance", "0,1,3"]).guidance == [0.0, 1.0, 3.0]
+
+
+def test_tiny_imagenet_classes_and_label_space():
+    """classes.tsv of ../shared: 200 rows in wnid order with their ImageNet ids; the trainer writes
+    them as the checkpoint's imagenet-1k label space."""
+    rows = data.tiny_imagenet_classes()
+    assert len(rows) == 200 and [r[0] for r in rows] == sorted(r[0] for r in rows)
+    assert (207, "golden retriever") in [(r[1], r[2]) for r in rows]
+    cfg = rin.RINConfig.load(CONFIGS / "imagenet64-bundled.json")
+    args = train.parse_args(["--config", str(CONFIGS / "imagenet64-bundled.json"), "--run-dir", "/tmp/unused"])
+    train.configure_classes(cfg, args)
+    assert args.dataset == "tiny-imagenet"
+    assert cfg.label_space["name"] == "imagenet-1k" and len(cfg.label_space["ids"]) == 200
+    assert cfg.class_names[cfg.label_space["ids"].index(207)] == "golden retriever"
+    cfg.validate()
+    preview = train.preview_classes(cfg)
+    assert len(preview) == 10 and cfg.label_space["ids"][preview[0]] == 207
+    chosen = evaluate.evaluated_classes(cfg, "tiny-imagenet", 20)
+    assert len(chosen) <= 20 and cfg.label_space["ids"].index(207) in chosen
+    wrong = rin.RINConfig.load(CONFIGS / "cifar10-tiny.json")
+    with pytest.raises(SystemExit, match="needs 64x64"):
+        train.configure_classes(wrong, train.parse_args(["--config", "x", "--run-dir", "/tmp/u", "--dataset", "tiny-imagenet"]))

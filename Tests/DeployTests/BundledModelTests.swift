@@ -1,0 +1,200 @@
+import Foundation
+import XCTest
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// What a new user types first, on the built binary and the bundled checkpoints: `make run` serves
+/// checkpoints/, and `curl -X POST '127.0.0.1:8080/generate?class=207'` reaches the ImageNet model
+/// and ends in a 64x64 PNG; `rind sample` reads ImageNet ids and names the same way.
+final class BundledModelTests: XCTestCase {
+    var scratch: URL!
+    var daemon: Process?
+
+    override func setUpWithError() throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: DeployTests.rindBinary.path),
+                          "build the rind product first (scripts/test.sh does)")
+        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("rind-bundled-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        if let daemon, daemon.isRunning {
+            daemon.terminate()
+            daemon.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(at: scratch)
+    }
+
+    // MARK: The daemon
+
+    func testBareClass207GoesToTheImageNetModelAndEndsInA64PixelPNG() throws {
+        let base = try startDaemon()
+        let models = try request("GET", base + "/models").json
+        XCTAssertEqual(models["default_model"] as? String, "imagenet64")
+        let list = try XCTUnwrap(models["models"] as? [[String: Any]])
+        let imagenet = try XCTUnwrap(list.first { $0["name"] as? String == "imagenet64" })
+        XCTAssertEqual(imagenet["default"] as? Bool, true)
+        let classes = try XCTUnwrap(imagenet["classes"] as? [String: Any])
+        XCTAssertEqual(classes["count"] as? Int, 200)
+        XCTAssertEqual(classes["label_space"] as? String, "imagenet-1k")
+        let ids = try XCTUnwrap(classes["ids"] as? [Int])
+        let names = try XCTUnwrap(classes["names"] as? [String])
+        XCTAssertEqual(names[try XCTUnwrap(ids.firstIndex(of: 207))], "golden retriever")
+
+        // The README's first command (with few steps, to keep the suite quick).
+        let submitted = try request("POST", base + "/generate?class=207&steps=3&seed=1")
+        XCTAssertEqual(submitted.status, 202, submitted.text)
+        XCTAssertEqual(submitted.json["model"] as? String, "imagenet64")
+        let params = try XCTUnwrap(submitted.json["params"] as? [String: Any])
+        XCTAssertEqual(params["class"] as? Int, 207)
+        XCTAssertEqual(params["class_name"] as? String, "golden retriever")
+        let id = try XCTUnwrap(submitted.json["id"] as? String)
+        XCTAssertEqual(try waitForEnd(base, id), "succeeded")
+        let png = try request("GET", base + "/jobs/\(id)/image.png")
+        XCTAssertEqual(png.status, 200)
+        XCTAssertEqual(Array(png.body.prefix(8)), [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
+        XCTAssertEqual(Array(png.body[16..<24]), [0, 0, 0, 64, 0, 0, 0, 64], "IHDR is not 64 x 64")
+
+        // Names, synonyms, classes the model lacks, ambiguous names, and CIFAR-10 by name.
+        let byName = try request("POST", base + "/generate?class=Golden_Retriever&steps=1")
+        XCTAssertEqual((byName.json["params"] as? [String: Any])?["class"] as? Int, 207, byName.text)
+        let tench = try request("POST", base + "/generate?class=0")
+        XCTAssertEqual(tench.status, 400)
+        XCTAssertEqual(tench.json["detail"] as? String,
+                       "ImageNet class 0 (tench) is not one of the 200 classes of model 'imagenet64'; the model's classes are listed by GET /models")
+        let crane = try request("POST", base + "/generate?class=crane")
+        XCTAssertEqual(crane.status, 400)
+        XCTAssertTrue((crane.json["detail"] as? String ?? "").contains("134 (crane"), crane.text)
+        XCTAssertTrue((crane.json["detail"] as? String ?? "").contains("517 (crane"), crane.text)
+        let cifar = try request("POST", base + "/generate?model=cifar10&class=dog&steps=1")
+        XCTAssertEqual(cifar.status, 202, cifar.text)
+        XCTAssertEqual(cifar.json["model"] as? String, "cifar10")
+        XCTAssertEqual((cifar.json["params"] as? [String: Any])?["class"] as? Int, 5)
+    }
+
+    func testDefaultModelFlagPicksAnotherModelAndRefusesAnUnknownOne() throws {
+        let base = try startDaemon(["--default-model", "cifar10"])
+        XCTAssertEqual(try request("GET", base + "/models").json["default_model"] as? String, "cifar10")
+        let dog = try request("POST", base + "/generate?class=dog&steps=1")
+        XCTAssertEqual(dog.json["model"] as? String, "cifar10", dog.text)
+        daemon?.terminate()
+        daemon?.waitUntilExit()
+
+        let unknown = try runRind(["serve", "--checkpoints", DeployTests.root.appendingPathComponent("checkpoints").path,
+                                   "--port", "0", "--state-dir", scratch.appendingPathComponent("other").path,
+                                   "--default-model", "imagenet1k"])
+        XCTAssertNotEqual(unknown.status, 0)
+        XCTAssertTrue(unknown.stderr.contains("--default-model 'imagenet1k' is not a model"), unknown.stderr)
+    }
+
+    // MARK: rind sample
+
+    func testSampleReadsImageNetIdsAndNames() throws {
+        let output = scratch.appendingPathComponent("golden.png")
+        // No --checkpoint: the default model, as the daemon's.
+        let golden = try runRind(["sample", "--class", "golden_retriever", "--steps", "2", "-o", output.path])
+        XCTAssertEqual(golden.status, 0, golden.stderr)
+        XCTAssertTrue(golden.stderr.contains("sampling imagenet64"), golden.stderr)
+        let png = try Data(contentsOf: output)
+        XCTAssertEqual(Array(png[16..<24]), [0, 0, 0, 64, 0, 0, 0, 64])
+        for (label, expected) in [("0", "ImageNet class 0 (tench) is not one of the 200 classes of model 'imagenet64'"),
+                                  ("crane", "class 'crane' is ambiguous in ImageNet"),
+                                  ("1000", "ImageNet has no class 1000")] {
+            let refused = try runRind(["sample", "--class", label, "-o", output.path])
+            XCTAssertEqual(refused.status, 2, refused.stderr)
+            XCTAssertTrue(refused.stderr.contains(expected), "\(label): \(refused.stderr)")
+            XCTAssertEqual(refused.stderr.split(separator: "\n").count, 1, refused.stderr)
+        }
+    }
+
+    // MARK: Helpers
+
+    func runRind(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
+        let process = Process()
+        process.executableURL = DeployTests.rindBinary
+        process.arguments = arguments
+        process.currentDirectoryURL = DeployTests.root
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let data = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// `rind serve` on the repository's checkpoints and a free loopback port; returns the base URL
+    /// once /readyz answers 200.
+    func startDaemon(_ extra: [String] = []) throws -> String {
+        let process = Process()
+        process.executableURL = DeployTests.rindBinary
+        process.arguments = ["serve", "--checkpoints", DeployTests.root.appendingPathComponent("checkpoints").path,
+                             "--port", "0", "--state-dir", scratch.appendingPathComponent("state").path,
+                             "--workers", "1", "--threads", "1"] + extra
+        process.currentDirectoryURL = scratch
+        let log = Pipe()
+        process.standardError = log
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        daemon = process
+        // "listening on http://127.0.0.1:PORT" is logged before the models load.
+        var seen = ""
+        var base: String?
+        while base == nil {
+            let complete = seen.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+            if let line = complete.first(where: { $0.contains("listening on http://") }),
+               let url = line.range(of: #"http://[0-9A-Za-z.:\[\]]+"#, options: .regularExpression) {
+                base = String(line[url])
+                break
+            }
+            let chunk = log.fileHandleForReading.availableData
+            guard !chunk.isEmpty else { XCTFail("rind serve exited:\n\(seen)"); throw CocoaError(.fileReadUnknown) }
+            seen += String(decoding: chunk, as: UTF8.self)
+        }
+        let url = base!
+        // Keep draining the log so the daemon never blocks on a full pipe.
+        log.fileHandleForReading.readabilityHandler = { _ = $0.availableData }
+        for _ in 0..<3000 {   // loading takes a moment; bounded, not a timing assertion
+            if let ready = try? request("GET", url + "/readyz"), ready.status == 200 { return url }
+            usleep(50_000)
+        }
+        XCTFail("rind serve never became ready")
+        return url
+    }
+
+    func waitForEnd(_ base: String, _ id: String) throws -> String {
+        for _ in 0..<12000 {
+            let status = try request("GET", base + "/jobs/\(id)").json["status"] as? String ?? ""
+            if ["succeeded", "failed", "canceled"].contains(status) { return status }
+            usleep(20_000)
+        }
+        return "never finished"
+    }
+
+    struct Response {
+        let status: Int
+        let body: Data
+        var text: String { String(decoding: body, as: UTF8.self) }
+        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
+    }
+
+    func request(_ method: String, _ url: String) throws -> Response {
+        var request = URLRequest(url: try XCTUnwrap(URL(string: url)))
+        request.httpMethod = method
+        request.timeoutInterval = 600
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var result: Result<Response, any Error> = .failure(URLError(.unknown))
+        URLSession.shared.dataTask(with: request) { data, response, error in
+            if let error {
+                result = .failure(error)
+            } else {
+                result = .success(Response(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data ?? Data()))
+            }
+            done.signal()
+        }.resume()
+        done.wait()
+        return try result.get()
+    }
+}
