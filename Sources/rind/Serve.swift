@@ -155,9 +155,9 @@ struct Serve: AsyncParsableCommand {
         var jobConfiguration = JobService.Configuration(
             stateDirectory: stateDirectory, workers: plan.workers, maxQueue: maxQueue, keepJobs: keepJobs,
             keepHours: keepHours, previewEvery: previewEvery)
-        if let holdFile = ProcessInfo.processInfo.environment[Self.testHoldFileVariable], !holdFile.isEmpty {
-            logger.warning("\(Self.testHoldFileVariable) is set: workers pause while \(holdFile) exists (for tests only)")
-            jobConfiguration.beforeStep = Self.holdWhileFileExists(holdFile)
+        if let hold = TestHoldFile(environment: ProcessInfo.processInfo.environment) {
+            logger.warning("\(TestHoldFile.variable) is set: workers wait while \(hold.path) exists (for tests only)")
+            jobConfiguration.beforeStep = hold.hook
         }
         let service: JobService
         do {
@@ -236,25 +236,6 @@ struct Serve: AsyncParsableCommand {
                                                    "seconds": .string(String(format: "%.2f", Date().timeIntervalSince(started)))])
         }
         return models
-    }
-
-    /// TEST-ONLY, not a user setting (kept out of --help and the README): with
-    /// `RIND_TEST_HOLD_FILE=<path>` set, every worker waits before a sampling step while <path>
-    /// exists. A number in the file lets each job run that many steps first (empty: 0). The daemon
-    /// tests use it to keep a job running or queued for as long as they need, whatever the speed of
-    /// the CPU, and delete the file to let it go.
-    static let testHoldFileVariable = "RIND_TEST_HOLD_FILE"
-
-    /// The `JobService.Configuration.beforeStep` hook for `RIND_TEST_HOLD_FILE`: polls the file.
-    static func holdWhileFileExists(_ path: String) -> @Sendable (JobID, Int) -> Void {
-        { _, stepsDone in
-            while let contents = FileManager.default.contents(atPath: path) {
-                let freeSteps = Int(String(decoding: contents, as: UTF8.self)
-                    .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
-                if stepsDone < freeSteps { return }
-                usleep(5_000)
-            }
-        }
     }
 
     /// Pings the systemd watchdog at half of `WATCHDOG_USEC`, when it is set.

@@ -32,24 +32,20 @@ func poll(seconds: Double = 300, _ condition: () throws -> Bool) rethrows -> Boo
 }
 
 /// Holds jobs of an in-process service at `JobService.Configuration.beforeStep`: while the gate is
-/// closed, a worker waits there before the next step of its job (after `freeSteps` steps of it), so
-/// a test keeps a job running, and the jobs behind it queued, for as long as it needs, whatever the
-/// speed of the machine. Open by default; the test opens it again to let the jobs go.
+/// closed, a worker waits there before the next step of its job, so a test keeps a job running, and
+/// the jobs behind it queued, for as long as it needs, whatever the speed of the machine. Open by
+/// default; the test opens it again to let the jobs go.
 final class StepGate: @unchecked Sendable {
     private let condition = NSCondition()
     private var closed = false
-    private var freeSteps = 0
     private var held: [JobID: Int] = [:]   // jobs waiting at the gate now, with their steps done
 
     /// The hook for `JobService.Configuration.beforeStep`.
     var hook: @Sendable (JobID, Int) -> Void { { [self] job, stepsDone in pass(job, stepsDone) } }
 
-    /// From now on, workers wait before any step after the first `freeSteps` of a job.
-    func close(freeSteps: Int = 0) {
-        condition.withLock {
-            closed = true
-            self.freeSteps = freeSteps
-        }
+    /// From now on, workers wait before their next step.
+    func close() {
+        condition.withLock { closed = true }
     }
 
     /// Lets every held job go on, and the ones that come later pass.
@@ -84,7 +80,7 @@ final class StepGate: @unchecked Sendable {
     private func pass(_ job: JobID, _ stepsDone: Int) {
         condition.lock()
         defer { condition.unlock() }
-        while closed && stepsDone >= freeSteps {
+        while closed {
             if held[job] == nil {
                 held[job] = stepsDone
                 condition.broadcast()
@@ -96,9 +92,9 @@ final class StepGate: @unchecked Sendable {
 }
 
 /// A file named by `RIND_TEST_HOLD_FILE` for a `rind` subprocess: while it exists, the daemon's
-/// workers wait before each step of a job after the first `freeSteps` (see `Serve.swift`). Release
-/// it before the daemon is stopped (`defer { hold.release() }` after the daemon's own `defer`):
-/// a held worker keeps the drain waiting.
+/// workers wait before each step of a job after its first `freeSteps` (Sources/rind/TestHoldFile.swift).
+/// Release it before the daemon is stopped (`defer { hold.release() }` after the daemon's own
+/// `defer`): a held worker keeps the drain waiting.
 struct HoldFile {
     let url: URL
     var environment: [String: String] { ["RIND_TEST_HOLD_FILE": url.path] }
