@@ -7,7 +7,7 @@
 //   JobService(configuration: JobService.Configuration, models: [RINCheckpoint],
 //              encoder: any ImageEncoder, logger: Logger) throws(JobError)
 //     Configuration(stateDirectory:workers:maxQueue:keepJobs:keepHours:previewEvery:
-//                   subscriberBuffer:fallbackRetryAfter:now:)
+//                   subscriberBuffer:fallbackRetryAfter:now:), .beforeStep (tests' step gate)
 //   .models, .modelNames, .defaultModel, .checkpoint(named:) -> RINCheckpoint?
 //   .submit(_ request: JobRequest, idempotencyKey: String?) throws(JobError) -> JobSubmission
 //     JobRequest(model:classIndex:seed:steps:sampler:schedule:guidance:count:carryLatents:
@@ -71,6 +71,13 @@ public final class JobService: @unchecked Sendable {
         public var fallbackRetryAfter: Int
         /// The wall clock (tests move it to check retention by age).
         public var now: @Sendable () -> Date
+        /// For tests: called on the worker's thread before each sampling step of a job, with the
+        /// job and the steps it has done, before the worker looks for a cancel, delete or drain;
+        /// the step waits until it returns. A test blocks in it to hold a job running at a known
+        /// step for as long as it needs, whatever the speed of the machine, and returns to let the
+        /// job go on (a hook that never returns blocks `drain` too). nil, the default, costs
+        /// nothing; the daemon sets it only for its own tests (see `rind serve`).
+        public var beforeStep: (@Sendable (_ job: JobID, _ stepsDone: Int) -> Void)?
 
         public init(stateDirectory: URL, workers: Int = 1, maxQueue: Int = 64, keepJobs: Int? = 1000,
                     keepHours: Double? = nil, previewEvery: Int = 5, subscriberBuffer: Int = 16,
@@ -513,10 +520,21 @@ public final class JobService: @unchecked Sendable {
     /// disk. Returns when every worker has stopped. Calling it again only waits.
     public func drain(deadline: Duration) {
         lock.lock()
+        let first = accepting
         accepting = false
         let proposed = ContinuousClock.now.advanced(by: deadline)
         if drainDeadline.map({ proposed < $0 }) ?? true { drainDeadline = proposed }
+        let (runningJobs, queuedJobs) = (running, queue.count)
         lock.broadcast()
+        if first {
+            // Logged once the deadline is set (the daemon's drain test waits for this line).
+            lock.unlock()
+            logger.info("job service draining", metadata: [
+                "running": "\(runningJobs)", "queued": "\(queuedJobs)",
+                "deadline_seconds": "\(Self.seconds(deadline))",
+            ])
+            lock.lock()
+        }
         while liveWorkers > 0 { lock.wait() }
         // Queued jobs will not run in this process: end their subscriptions.
         for id in queue {
@@ -604,6 +622,7 @@ public final class JobService: @unchecked Sendable {
         }
         let stepTimer = metrics.stepSeconds[checkpoint.name]
         while !run.isFinished {
+            configuration.beforeStep?(id, run.stepsDone)
             switch verdict(entry) {
             case .proceed: break
             case .cancel:

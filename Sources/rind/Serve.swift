@@ -156,9 +156,13 @@ struct Serve: AsyncParsableCommand {
         let plan = WorkerPlan.automatic(workers: workers, blasThreads: threads)
         BLASThreads.set(plan.blasThreadsPerWorker)
         let stateDirectory = URL(fileURLWithPath: stateDir ?? Self.defaultStateDirectory())
-        let jobConfiguration = JobService.Configuration(
+        var jobConfiguration = JobService.Configuration(
             stateDirectory: stateDirectory, workers: plan.workers, maxQueue: maxQueue, keepJobs: keepJobs,
             keepHours: keepHours, previewEvery: previewEvery)
+        if let hold = TestHoldFile(environment: ProcessInfo.processInfo.environment) {
+            logger.warning("\(TestHoldFile.variable) is set: workers wait while \(hold.path) exists (for tests only)")
+            jobConfiguration.beforeStep = hold.hook
+        }
         let service: JobService
         do {
             service = try JobService(configuration: jobConfiguration, models: models, encoder: PNGImageEncoder(),

@@ -173,6 +173,31 @@ final class JobServiceTests: XCTestCase {
         assertJobError(.noResult(job.id, status: .canceled)) { _ = try service.image(job.id) }
     }
 
+    func testBeforeStepHookHoldsTheJobUntilItReturns() throws {
+        let recorder = StepRecorder(holdAt: 2)
+        let service = try makeService(self, state: try makeStateDirectory(self), beforeStep: recorder.hook)
+        let held = try service.submit(JobRequest(seed: 21)).job
+        XCTAssertEqual(recorder.waitUntilHeld(), held.id)
+        // Held before its third step: running at step 2, and the next job waits behind it.
+        let running = try service.job(held.id)
+        XCTAssertEqual(running.status, .running)
+        XCTAssertEqual(running.progress.step, 2)
+        let next = try service.submit(JobRequest(seed: 22)).job
+        XCTAssertEqual(next.queuePosition, 1)
+        XCTAssertTrue(try service.cancel(held.id).cancelRequested)
+        XCTAssertEqual(try service.job(held.id).status, .running, "the cancel waits for the hook")
+        recorder.release()
+        // The cancel is seen right after the hook returns: no further step.
+        let canceled = try waitForEnd(service, held.id)
+        XCTAssertEqual(canceled.kind, .canceled)
+        XCTAssertEqual(canceled.job.progress.step, 2)
+        XCTAssertEqual(try waitForEnd(service, next.id).kind, .succeeded)
+        XCTAssertEqual(recorder.steps(of: held.id), [0, 1, 2])
+        XCTAssertEqual(recorder.steps(of: next.id), [0, 1, 2, 3], "once before each of its 4 steps")
+        XCTAssertEqual(try serviceImages(service, try service.job(next.id)), try directImages(next.parameters),
+                       "the hook changes nothing in the images")
+    }
+
     func testFullQueueIsRefusedWithRetryAfter() throws {
         let encoder = RawEncoder(gated: true)
         let service = try makeService(self, state: try makeStateDirectory(self), encoder: encoder, maxQueue: 1)

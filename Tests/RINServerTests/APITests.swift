@@ -88,6 +88,8 @@ final class APITests: XCTestCase {
         XCTAssertEqual(job["status"] as? String, "running")
         XCTAssertNil(job["queue_position"] as? Int)
         _ = try http("POST", port, "/jobs/\(blocker)/cancel")
+        server.gate.open()
+        try server.waitFor(blocker, ["canceled"])
     }
 
     func testStreamSendsPreviewsThenTheFinalImage() throws {
@@ -98,6 +100,7 @@ final class APITests: XCTestCase {
         XCTAssertEqual(stream.status, 200)
         XCTAssertEqual(stream.headers["content-type"], "multipart/x-mixed-replace; boundary=rind-preview-frame")
         _ = try http("POST", port, "/jobs/\(blocker)/cancel")
+        server.gate.open()
 
         var parts: [(step: Int, body: [UInt8])] = []
         while let part = readPart(stream.reader, boundary: "rind-preview-frame") {
@@ -122,6 +125,7 @@ final class APITests: XCTestCase {
         let first = try XCTUnwrap(readEvent(stream.reader, comments: &comments))
         XCTAssertEqual(first.name, "snapshot")
         _ = try http("POST", port, "/jobs/\(blocker)/cancel")
+        server.gate.open()
 
         var names: [String] = []
         var previewURL: String?
@@ -149,16 +153,20 @@ final class APITests: XCTestCase {
 
     func testKeepAliveCommentsWhileNothingHappens() throws {
         let blocker = try server.startBlocker()
+        // Queued behind the held blocker: nothing happens to it until the gate opens.
         let id = try server.submit("class=0&steps=2")["id"] as! String
         let stream = try openStream(port, "/jobs/\(id)/events")
         var comments = 0
-        var lines = 0
+        var events: [String] = []
         while comments == 0, let line = stream.reader.line() {
-            lines += 1
             if line.hasPrefix(": keep-alive") { comments += 1 }
+            if line.hasPrefix("event: ") { events.append(String(line.dropFirst(7))) }
         }
-        XCTAssertEqual(comments, 1)
+        XCTAssertEqual(comments, 1, "no keep-alive before the stream ended; events: \(events)")
+        XCTAssertEqual(events, ["snapshot"], "the job was still queued")
         _ = try http("DELETE", port, "/jobs/\(blocker)")
+        server.gate.open()
+        XCTAssertEqual(try server.waitFor(id, ["succeeded"])["status"] as? String, "succeeded")
     }
 
     func testCancelQueuedAndRunningJobs() throws {
@@ -175,9 +183,12 @@ final class APITests: XCTestCase {
 
         let running = try http("POST", port, "/jobs/\(blocker)/cancel")
         XCTAssertEqual(running.status, 200)
+        XCTAssertEqual(running.json["status"] as? String, "running", "stops after its current step")
         XCTAssertEqual(running.json["cancel_requested"] as? Bool, true)
+        server.gate.open()
         let final = try server.waitFor(blocker, ["canceled"])
-        XCTAssertLessThan((final["progress"] as? [String: Any])?["step"] as? Int ?? 1000, 1000)
+        let progress = try XCTUnwrap(final["progress"] as? [String: Any])
+        XCTAssertLessThan(progress["step"] as? Int ?? .max, progress["steps"] as? Int ?? 0, "stopped before the end")
 
         // Delete, twice; afterwards the job is gone (410), an unknown one is 404.
         XCTAssertEqual(try http("DELETE", port, "/jobs/\(blocker)").status, 204)
@@ -301,6 +312,8 @@ final class APITests: XCTestCase {
         assertProblem(full, status: 429)
         XCTAssertGreaterThanOrEqual(full.header("retry-after").flatMap(Int.init) ?? 0, 1)
         _ = try http("POST", port, "/jobs/\(blocker)/cancel")
+        server.gate.open()
+        try server.waitFor(blocker, ["canceled"])
     }
 
     func testListingNewestFirstFilteredAndPaged() throws {
@@ -310,8 +323,11 @@ final class APITests: XCTestCase {
             ids.append(id)
             try server.waitFor(id, ["succeeded"])
         }
-        let canceled = try server.submit("class=0&steps=1000&n=16")["id"] as! String
+        // Held at the gate until canceled, so it cannot finish first.
+        server.gate.close()
+        let canceled = try server.submit("class=0&steps=50")["id"] as! String
         _ = try http("POST", port, "/jobs/\(canceled)/cancel")
+        server.gate.open()
         try server.waitFor(canceled, ["canceled"])
 
         let all = try http("GET", port, "/jobs").json
@@ -380,10 +396,13 @@ final class APITests: XCTestCase {
     }
 
     func testSlowReaderNeverBlocksTheWorker() throws {
+        server.gate.close()
         let id = try server.submit("class=0&steps=300&preview_every=1")["id"] as! String
-        // Two subscribers that read nothing until the job is over.
+        server.gate.waitUntilHeld(id)
+        // Two subscribers, there before the first step, that read nothing until the job is over.
         let events = try openStream(port, "/jobs/\(id)/events")
         let stream = try openStream(port, "/jobs/\(id)/stream")
+        server.gate.open()
         try server.waitFor(id, ["succeeded"])
         var comments = 0
         var last: String?

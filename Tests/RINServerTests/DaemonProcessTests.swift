@@ -70,24 +70,30 @@ final class DaemonProcessTests: XCTestCase {
     func testSIGTERMDrainsNotifiesAndExitsZero() throws {
         let notify = try NotifySocket(abstract: true)
         let state = scratch.appendingPathComponent("state")
+        let hold = try HoldFile(in: scratch)
         let daemon = try Daemon(arguments: ["serve", "--checkpoints", checkpoints.path, "--port", "0",
                                             "--state-dir", state.path, "--workers", "1", "--threads", "1",
                                             "--drain-seconds", "0.5", "--log-format", "json"],
-                                environment: ["NOTIFY_SOCKET": notify.address])
+                                environment: hold.environment.merging(["NOTIFY_SOCKET": notify.address]) { $1 })
         defer { daemon.terminate() }
+        defer { hold.release() }
         XCTAssertTrue(notify.receive(until: "READY=1").contains("READY=1"))
         XCTAssertEqual(try http("GET", daemon.port, "/readyz").status, 200)
-        let long = try http("POST", daemon.port, "/generate?class=0&steps=1000&n=16&seed=3").json["id"] as! String
-        for _ in 0..<3000 {
-            if (try http("GET", daemon.port, "/jobs/\(long)").json["status"] as? String) == "running" { break }
-            usleep(10_000)
-        }
+        // Held before its first step, so it is still running when the drain deadline has passed.
+        let long = try http("POST", daemon.port, "/generate?class=0&steps=50&seed=3").json["id"] as! String
+        XCTAssertTrue(try poll { try http("GET", daemon.port, "/jobs/\(long)").json["status"] as? String == "running" },
+                      daemon.output)
         kill(daemon.pid, SIGTERM)
         XCTAssertTrue(notify.receive(until: "STOPPING=1").contains("STOPPING=1"))
         // While the running job has its drain deadline: not ready, no new jobs, reads still work.
-        let ready = try? http("GET", daemon.port, "/readyz")
-        if let ready { XCTAssertEqual(ready.status, 503) }
-        if let refused = try? http("POST", daemon.port, "/generate?class=0") { XCTAssertEqual(refused.status, 503) }
+        assertProblem(try http("GET", daemon.port, "/readyz"), status: 503)
+        assertProblem(try http("POST", daemon.port, "/generate?class=0"), status: 503)
+        XCTAssertEqual(try http("GET", daemon.port, "/jobs/\(long)").json["status"] as? String, "running")
+        // The deadline is set before this line is logged; let it pass, then let the job go: it
+        // stops before its next step and is requeued.
+        XCTAssertTrue(poll { daemon.output.contains("\"msg\":\"job service draining\"") }, daemon.output)
+        usleep(600_000)
+        hold.release()
         XCTAssertEqual(daemon.waitForExit(), 0, daemon.output)
         XCTAssertTrue(daemon.output.contains("\"msg\":\"drained; exiting\""), daemon.output)
 
@@ -102,28 +108,34 @@ final class DaemonProcessTests: XCTestCase {
         // Reference: one uninterrupted run.
         let reference = try runToCompletion(jobs, state: scratch.appendingPathComponent("reference"))
 
-        // Interrupted: SIGKILL while the first job runs and the others wait.
+        // Interrupted: SIGKILL while the first job is held after 12 of its steps (a preview written)
+        // and the others wait.
         let notify = try NotifySocket(abstract: false, directory: scratch)
         let state = scratch.appendingPathComponent("state")
         let arguments = ["serve", "--checkpoints", checkpoints.path, "--port", "0", "--state-dir", state.path,
                          "--workers", "1", "--threads", "1"]
-        let first = try Daemon(arguments: arguments, environment: ["NOTIFY_SOCKET": notify.address])
+        let hold = try HoldFile(in: scratch, freeSteps: 12)
+        let first = try Daemon(arguments: arguments,
+                               environment: hold.environment.merging(["NOTIFY_SOCKET": notify.address]) { $1 })
         defer { first.terminate() }
+        defer { hold.release() }
         XCTAssertTrue(notify.receive(until: "READY=1").contains("READY=1"))
         var ids: [String] = []
         for query in jobs {
             ids.append(try http("POST", first.port, "/generate?\(query)").json["id"] as! String)
         }
-        var sawRunning = false
-        for _ in 0..<3000 {
-            let job = try http("GET", first.port, "/jobs/\(ids[0])").json
-            let step = (job["progress"] as? [String: Any])?["step"] as? Int ?? 0
-            if job["status"] as? String == "running" && step > 0 { sawRunning = true; break }
-            usleep(5_000)
+        var held: [String: Any] = [:]
+        poll {
+            held = (try? http("GET", first.port, "/jobs/\(ids[0])").json) ?? [:]
+            return (held["progress"] as? [String: Any])?["step"] as? Int == 12
+        }
+        XCTAssertEqual(held["status"] as? String, "running", "\(held)")
+        XCTAssertEqual((held["progress"] as? [String: Any])?["step"] as? Int, 12, "\(held)")
+        for id in ids.dropFirst() {
+            XCTAssertEqual(try http("GET", first.port, "/jobs/\(id)").json["status"] as? String, "queued")
         }
         kill(first.pid, SIGKILL)
         _ = first.waitForExit()
-        XCTAssertTrue(sawRunning, "the first job was running when the daemon was killed")
 
         // A corrupt record among them is moved aside, not fatal.
         let corrupt = state.appendingPathComponent("jobs/0123456789abcdef")
@@ -135,10 +147,9 @@ final class DaemonProcessTests: XCTestCase {
         try second.waitUntilReady()
         for (index, id) in ids.enumerated() {
             var job: [String: Any] = [:]
-            for _ in 0..<6000 {
+            try poll {
                 job = try http("GET", second.port, "/jobs/\(id)").json
-                if job["status"] as? String == "succeeded" { break }
-                usleep(20_000)
+                return job["status"] as? String == "succeeded"
             }
             XCTAssertEqual(job["status"] as? String, "succeeded", "job \(index): \(job)")
             let count = (job["params"] as? [String: Any])?["n"] as? Int ?? 1
@@ -162,10 +173,9 @@ final class DaemonProcessTests: XCTestCase {
         for query in queries {
             let id = try http("POST", daemon.port, "/generate?\(query)").json["id"] as! String
             var job: [String: Any] = [:]
-            for _ in 0..<6000 {
+            try poll {
                 job = try http("GET", daemon.port, "/jobs/\(id)").json
-                if job["status"] as? String == "succeeded" { break }
-                usleep(20_000)
+                return job["status"] as? String == "succeeded"
             }
             XCTAssertEqual(job["status"] as? String, "succeeded")
             let count = (job["params"] as? [String: Any])?["n"] as? Int ?? 1
@@ -201,25 +211,21 @@ final class Daemon: @unchecked Sendable {
         }
         try process.run()
         if waitForPort {
-            for _ in 0..<3000 {
+            poll {
                 if let range = output.range(of: #"listening on http://127\.0\.0\.1:(\d+)|listening on http://0\.0\.0\.0:(\d+)"#,
                                             options: .regularExpression) {
                     port = Int(output[range].split(separator: ":").last ?? "") ?? 0
-                    break
+                    return true
                 }
-                if !process.isRunning { break }
-                usleep(10_000)
+                return !process.isRunning
             }
         }
     }
 
     /// Polls /readyz until it answers 200.
     func waitUntilReady() throws {
-        for _ in 0..<3000 {
-            if port > 0, let result = try? http("GET", port, "/readyz"), result.status == 200 { return }
-            usleep(10_000)
-        }
-        XCTFail("rind never became ready:\n\(output)")
+        let ready = poll { port > 0 && (try? http("GET", port, "/readyz"))?.status == 200 }
+        if !ready { XCTFail("rind never became ready:\n\(output)") }
     }
 
     func waitForExit() -> Int32 {

@@ -43,6 +43,7 @@ final class OpenAPIConformanceTests: XCTestCase {
             bodies.append(["schema": "Job", "body": object])
         }
         _ = try http("POST", port, "/jobs/\(blocker)/cancel")
+        server.gate.open()
 
         let operations = [
             ["post", "/generate"], ["get", "/jobs"], ["get", "/jobs/{id}"], ["delete", "/jobs/{id}"],

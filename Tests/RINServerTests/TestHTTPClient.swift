@@ -48,6 +48,8 @@ final class TestHTTPConnection: ByteSource {
     private let fd: Int32
     private var buffer: [UInt8] = []
     private var position = 0
+    /// True once a read gave up waiting (SO_RCVTIMEO) rather than seeing the server close.
+    private(set) var timedOut = false
 
     init(port: Int, timeoutSeconds: Int = 60) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -87,6 +89,7 @@ final class TestHTTPConnection: ByteSource {
         }
         var chunk = [UInt8](repeating: 0, count: 16384)
         let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { timedOut = true }
         if count <= 0 { return false }
         buffer.append(contentsOf: chunk[0..<count])
         return true

@@ -18,11 +18,105 @@ enum Fixtures {
     }
 }
 
+/// Polls `condition` every 10 ms until it holds or `seconds` pass; true if it held. The bound is
+/// only there so that a broken build fails instead of hanging: far longer than any wait needs, even
+/// on a slow or loaded machine (never a timing assertion).
+@discardableResult
+func poll(seconds: Double = 300, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date(timeIntervalSinceNow: seconds)
+    while true {
+        if try condition() { return true }
+        if Date() >= deadline { return false }
+        usleep(10_000)
+    }
+}
+
+/// Holds jobs of an in-process service at `JobService.Configuration.beforeStep`: while the gate is
+/// closed, a worker waits there before the next step of its job, so a test keeps a job running, and
+/// the jobs behind it queued, for as long as it needs, whatever the speed of the machine. Open by
+/// default; the test opens it again to let the jobs go.
+final class StepGate: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var closed = false
+    private var held: [JobID: Int] = [:]   // jobs waiting at the gate now, with their steps done
+
+    /// The hook for `JobService.Configuration.beforeStep`.
+    var hook: @Sendable (JobID, Int) -> Void { { [self] job, stepsDone in pass(job, stepsDone) } }
+
+    /// From now on, workers wait before their next step.
+    func close() {
+        condition.withLock { closed = true }
+    }
+
+    /// Lets every held job go on, and the ones that come later pass.
+    func open() {
+        condition.withLock {
+            closed = false
+            condition.broadcast()
+        }
+    }
+
+    /// Waits until the job waits at the gate and returns its steps done; nil (and a failure) if it
+    /// never came.
+    @discardableResult
+    func waitUntilHeld(_ id: String, seconds: Double = 300, file: StaticString = #filePath,
+                       line: UInt = #line) -> Int? {
+        guard let job = JobID(id) else {
+            XCTFail("not a job id: \(id)", file: file, line: line)
+            return nil
+        }
+        condition.lock()
+        defer { condition.unlock() }
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        while held[job] == nil {
+            if !condition.wait(until: deadline) {
+                XCTFail("job \(id) never reached the step gate", file: file, line: line)
+                return nil
+            }
+        }
+        return held[job]
+    }
+
+    private func pass(_ job: JobID, _ stepsDone: Int) {
+        condition.lock()
+        defer { condition.unlock() }
+        while closed {
+            if held[job] == nil {
+                held[job] = stepsDone
+                condition.broadcast()
+            }
+            condition.wait()
+        }
+        held[job] = nil
+    }
+}
+
+/// A file named by `RIND_TEST_HOLD_FILE` for a `rind` subprocess: while it exists, the daemon's
+/// workers wait before each step of a job after its first `freeSteps` (Sources/rind/TestHoldFile.swift).
+/// Release it before the daemon is stopped (`defer { hold.release() }` after the daemon's own
+/// `defer`): a held worker keeps the drain waiting.
+struct HoldFile {
+    let url: URL
+    var environment: [String: String] { ["RIND_TEST_HOLD_FILE": url.path] }
+
+    init(in directory: URL, freeSteps: Int = 0) throws {
+        url = directory.appendingPathComponent("hold-\(UUID().uuidString.prefix(8))")
+        try Data("\(freeSteps)\n".utf8).write(to: url)
+    }
+
+    /// Lets the held jobs go on (again: nothing).
+    func release() {
+        try? FileManager.default.removeItem(at: url)
+    }
+}
+
 /// A real API server on an ephemeral loopback port with a real job service on the tiny checkpoint.
 final class TestServer {
     let server: APIServer
     let service: JobService?
     let stateDirectory: URL
+    /// Holds this server's jobs between steps while closed (see `startBlocker`).
+    let gate = StepGate()
     var port: Int { server.port }
 
     init(maxQueue: Int = 32, workers: Int = 1, apiKey: String? = nil, maxBodyBytes: Int = 64 * 1024,
@@ -42,8 +136,9 @@ final class TestServer {
         server = try APIServer(configuration: configuration, logger: logger)
         if attach {
             let checkpoint = try RINCheckpoint.load(from: Fixtures.tinyCheckpoint)
-            let jobConfiguration = JobService.Configuration(stateDirectory: stateDirectory, workers: workers,
+            var jobConfiguration = JobService.Configuration(stateDirectory: stateDirectory, workers: workers,
                                                             maxQueue: maxQueue, previewEvery: previewEvery)
+            jobConfiguration.beforeStep = gate.hook
             let service = try JobService(configuration: jobConfiguration, models: [checkpoint],
                                          encoder: PNGImageEncoder(), logger: logger)
             server.attach(service)
@@ -55,6 +150,7 @@ final class TestServer {
 
     func shutdown() {
         server.stop()
+        gate.open()   // a held worker would keep the drain waiting
         service?.drain(deadline: .zero)
         try? FileManager.default.removeItem(at: stateDirectory)
     }
@@ -73,23 +169,25 @@ final class TestServer {
 
     /// Polls until the job's status is one of `statuses` (bounded; never a timing assertion).
     @discardableResult
-    func waitFor(_ id: String, _ statuses: Set<String>, step minimumStep: Int = 0, attempts: Int = 6000,
+    func waitFor(_ id: String, _ statuses: Set<String>, step minimumStep: Int = 0,
                  file: StaticString = #filePath, line: UInt = #line) throws -> [String: Any] {
         var last: [String: Any] = [:]
-        for _ in 0..<attempts {
+        let reached = try poll {
             last = try job(id)
             let step = (last["progress"] as? [String: Any])?["step"] as? Int ?? 0
-            if let status = last["status"] as? String, statuses.contains(status), step >= minimumStep { return last }
-            usleep(20_000)
+            return (last["status"] as? String).map(statuses.contains) == true && step >= minimumStep
         }
-        XCTFail("job \(id) never reached \(statuses); last: \(last)", file: file, line: line)
+        if !reached { XCTFail("job \(id) never reached \(statuses); last: \(last)", file: file, line: line) }
         return last
     }
 
-    /// A job that keeps the single worker busy until canceled.
-    func startBlocker() throws -> String {
-        let id = try submit("class=0&steps=1000&n=16&seed=1&preview_every=0")["id"] as! String
-        try waitFor(id, ["running"])
+    /// Closes the gate and submits a job that then holds the single worker, running, before its
+    /// first step; jobs submitted after it stay queued. The test lets it go with `gate.open()`
+    /// (after a cancel or delete, if it should not run).
+    func startBlocker(file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        gate.close()
+        let id = try submit("class=0&steps=50&seed=1&preview_every=0")["id"] as! String
+        XCTAssertEqual(gate.waitUntilHeld(id, file: file, line: line), 0, file: file, line: line)
         return id
     }
 }
