@@ -122,6 +122,16 @@ def decode_archive(path, split):
     return images, labels
 
 
+def save_cache(cache, arrays):
+    """Writes (path, array) pairs as .npy under `cache`, each to a temporary name first so an
+    interrupted run never leaves a half-written cache."""
+    os.makedirs(cache, exist_ok=True)
+    for path, array in arrays:
+        temporary = path + ".tmp.npy"
+        np.save(temporary, array)
+        os.replace(temporary, path)
+
+
 def load_split(split, source=DEFAULT_SOURCE, cache=DEFAULT_CACHE, verbose=True):
     """Returns (images uint8 (N, 32, 32, 3), labels int64 (N,)) for "train" or "test".
 
@@ -140,12 +150,7 @@ def load_split(split, source=DEFAULT_SOURCE, cache=DEFAULT_CACHE, verbose=True):
         print(f"verifying and decoding {split} from {source} (once; cached in {cache})", file=sys.stderr)
     verify_checksums(source)
     images, labels = decode_archive(os.path.join(source, ARCHIVES[split]), split)
-    os.makedirs(cache, exist_ok=True)
-    # Write to temporary names first so an interrupted run never leaves a half-written cache.
-    for path, array in ((images_path, images), (labels_path, labels)):
-        temporary = path + ".tmp.npy"
-        np.save(temporary, array)
-        os.replace(temporary, path)
+    save_cache(cache, ((images_path, images), (labels_path, labels)))
     return images, labels
 
 
@@ -266,11 +271,7 @@ def load_tiny_imagenet(split, source=TINY_SOURCE, cache=TINY_CACHE, verbose=True
     entries = read_tiny_archives(source, split)
     images = np.stack([decode_jpeg(blob, name, size=64) for _, name, blob in entries])
     labels = np.array([row for row, _, _ in entries], dtype=np.int64)
-    os.makedirs(cache, exist_ok=True)
-    for path, array in ((images_path, images), (labels_path, labels)):
-        temporary = path + ".tmp.npy"
-        np.save(temporary, array)
-        os.replace(temporary, path)
+    save_cache(cache, ((images_path, images), (labels_path, labels)))
     return images, labels
 
 

@@ -111,20 +111,6 @@ final class BundledModelTests: XCTestCase {
 
     // MARK: Helpers
 
-    func runRind(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
-        let process = Process()
-        process.executableURL = DeployTests.rindBinary
-        process.arguments = arguments
-        process.currentDirectoryURL = DeployTests.root
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let data = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
-
     /// `rind serve` on the repository's checkpoints and a free loopback port; returns the base URL
     /// once /readyz answers 200.
     func startDaemon(_ extra: [String] = []) throws -> String {

@@ -5,17 +5,7 @@ import XCTest
 /// exit status 2 with one line on stderr for every kind of bad argument.
 final class CommandLineTests: XCTestCase {
     func rind(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
-        let process = Process()
-        process.executableURL = DeployTests.rindBinary
-        process.arguments = arguments
-        process.currentDirectoryURL = DeployTests.root
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let data = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runRind(arguments)
     }
 
     override func setUpWithError() throws {
@@ -53,4 +43,19 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(png[16..<24].map { $0 }, [0, 0, 0, 32, 0, 0, 0, 32])
         XCTAssertTrue(result.stderr.contains("3/3"), "no per-step progress:\n\(result.stderr)")
     }
+}
+
+/// Runs the built `rind` in the repository root; returns its exit status and standard error.
+func runRind(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
+    let process = Process()
+    process.executableURL = DeployTests.rindBinary
+    process.arguments = arguments
+    process.currentDirectoryURL = DeployTests.root
+    let errors = Pipe()
+    process.standardError = errors
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    let data = errors.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
