@@ -169,8 +169,8 @@ DATASETS = {
                       "description": "Tiny ImageNet train split (100,000 64x64 JPEG-decoded images, 200 ImageNet-1k "
                                      "classes; ImageNet terms: non-commercial research)"},
 }
-# Tiny ImageNet preview rows: golden retriever (207) first, then nine classes far apart in the table.
-PREVIEW_IMAGENET_IDS = (207, 1, 94, 281, 340, 430, 510, 779, 928, 970)
+# Tiny ImageNet preview rows: golden retriever (207) first, then nine classes of the set far apart in ImageNet.
+PREVIEW_IMAGENET_IDS = (207, 1, 105, 281, 323, 430, 779, 817, 950, 970)
 
 
 def preview_classes(cfg):
