@@ -67,7 +67,7 @@ if [ -x "$top/bin/rind" ] && [ -f "$top/share/rind/openapi.yaml" ]; then
     built="$top/bin/rind"
     checkpoints="$top/share/rind/checkpoints"
     openapi="$top/share/rind/openapi.yaml"
-    docs=("$top"/share/doc/rind/*)
+    docs="$top/share/doc/rind"
     unit_source="$here/rind.service"
     env_example="$here/rind.env.example"
     version=$(cat "$top/share/rind/VERSION")
@@ -91,7 +91,11 @@ else
     fi
     checkpoints="$top/checkpoints"
     openapi="$top/Sources/RINServer/openapi.yaml"
-    docs=("$top/README.md" "$top/Deploy/README.md")
+    docs=$(mktemp -d)
+    trap 'rm -rf "$docs"' EXIT
+    cp "$top/README.md" "$docs/README.md"                 # the names a tarball has (scripts/dist.sh)
+    cp "$top/Deploy/README.md" "$docs/DEPLOY.md"
+    cp "$top/checkpoints/README.md" "$docs/CHECKPOINTS.md"
     unit_source="$top/Deploy/rind.service"
     env_example="$top/Deploy/rind.env.example"
     version=$(git -C "$top" describe --tags --always --dirty 2>/dev/null || echo unknown)
@@ -104,7 +108,7 @@ cp -r "$checkpoints" "$share/checkpoints.new"
 rm -rf "$share/checkpoints" && mv "$share/checkpoints.new" "$share/checkpoints"
 install -m 0644 "$openapi" "$share/openapi.yaml"   # served at /openapi.yaml
 echo "$version" > "$share/VERSION"
-install -m 0644 "${docs[@]}" "$doc/"
+install -m 0644 "$docs"/*.md "$doc/"
 sed "s#/usr/local/#$PREFIX/#g" "$unit_source" > "$unit.new" && chmod 0644 "$unit.new" && mv -f "$unit.new" "$unit"
 [ -f "$envfile" ] || install -m 0644 "$env_example" "$envfile"
 

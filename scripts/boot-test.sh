@@ -238,11 +238,11 @@ wait_for 180 "rind.service active again" active
 restarts=$(prop NRestarts)
 sleep 12   # three watchdog timeouts with nothing to run: the feeding must go on
 active && [ "$(prop NRestarts)" = "$restarts" ] || fail "an idle daemon was restarted by the watchdog"
-long=$(curl -sf -X POST "$url/generate?class=cat&steps=100&guidance=3&preview_every=0&seed=30" |
+long=$(curl -sf -X POST "$url/generate?class=cat&steps=60&guidance=0&preview_every=0&seed=30" |
        python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
 wait_for 600 "job $long succeeded" status_is "$long" succeeded
 [ "$(prop NRestarts)" = "$restarts" ] || fail "a daemon making progress was restarted by the watchdog"
-say "   idle 12 s and a 100-step job of $(json "$url/jobs/$long" '"%.1f" % j["progress"]["elapsed_s"]') s: fed, no restart"
+say "   idle 12 s and a 60-step job of $(json "$url/jobs/$long" '"%.1f" % j["progress"]["elapsed_s"]') s: fed, no restart"
 configure "--test-hang-at-step 1"
 inside systemctl restart rind
 wait_for 180 "rind.service active again" active
