@@ -84,7 +84,9 @@ say "install $(basename "$tarball") with DESTDIR (checksum verified by install.s
 DESTDIR="$root" bash Deploy/install.sh --artifact "$tarball"
 [ ! -e "$root/opt/swift" ] && [ ! -e "$root/usr/bin/swift" ] || { echo "boot-test: FAIL: a Swift toolchain is in the root"; exit 1; }
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-base_options="--workers 1 --threads 1 --drain-seconds 2"
+# One worker, so that jobs queue behind a held one; the BLAS threads are left to rind, which counts
+# the cores it may use (checked below: ProcSubset=pid hides most of /proc from it).
+base_options="--workers 1 --drain-seconds 2"
 configure() {   # $1: extra flags for RIND_OPTIONS
     printf 'RIND_HOST=127.0.0.1\nRIND_PORT=%s\nRIND_OPTIONS=%s\n' "$port" "$base_options${1:+ $1}" > "$root/etc/default/rind"
 }
@@ -166,7 +168,10 @@ wait_for 180 "rind.service active" active
 [ "$(prop Type)" = notify ] || fail "Type is $(prop Type)"
 status=$(prop StatusText)
 [ "$status" = "serving 1 model(s) on port $port" ] || fail "status line: '$status'"
-say "   status: $status; $(inside journalctl -u rind -o cat --no-pager | grep -m1 'ready$' | sed 's/^.*rind: //')"
+ready_line=$(inside journalctl -u rind -o cat --no-pager | grep -m1 'ready$' | sed 's/^.*rind: //')
+say "   status: $status; $ready_line"
+grep -qF "plan=1 worker(s) x $(nproc) BLAS thread(s)" <<<"$ready_line" ||
+    fail "rind did not see the $(nproc) cores under the unit's sandbox: $ready_line"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/readyz")" = 200 ] || fail "/readyz is not 200"
 libraries=$(inside ldd /usr/local/bin/rind)
 grep -q "not found\|libswift" <<<"$libraries" && fail "the binary needs libraries the root lacks: $libraries"
