@@ -41,14 +41,16 @@ if [ ! -f "$base/.complete" ] || [ "$(cat "$base/.complete")" != "$packages" ]; 
     mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)\/*$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
     mirror=${mirror:-http://deb.debian.org/debian}
     say "debootstrap bookworm from $mirror (cached in $base)"
-    rm -rf "$base" "$base.tmp"
-    if ! debootstrap --variant=minbase --include="$packages" bookworm "$base.tmp" "$mirror" > "$cache/debootstrap.log" 2>&1; then
-        tail -20 "$cache/debootstrap.log"
-        echo "boot-test: FAIL: debootstrap failed (log: $cache/debootstrap.log)"
+    fresh="$base.tmp-$$"   # per run, so two runs at once do not write into one root
+    rm -rf "$fresh"
+    if ! debootstrap --variant=minbase --include="$packages" bookworm "$fresh" "$mirror" > "$fresh.log" 2>&1; then
+        tail -20 "$fresh.log"
+        echo "boot-test: FAIL: debootstrap failed (log: $fresh.log)"
         exit 1
     fi
-    echo "$packages" > "$base.tmp/.complete"
-    mv "$base.tmp" "$base"
+    rm -f "$fresh.log"
+    echo "$packages" > "$fresh/.complete"
+    rm -rf "$base" && mv "$fresh" "$base"
     say "base root ready"
 fi
 
