@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
-# Builds a release rind, installs it with the bundled checkpoints and the systemd unit, and enables
-# the service. Safe to run again (upgrade): files are replaced, the operator's /etc/default/rind is
-# kept, and a running service is restarted.
+# Installs rind with its checkpoints and the systemd unit, and enables the service. Safe to run
+# again (upgrade or rollback): files are replaced, the operator's /etc/default/rind is kept, and a
+# running service is restarted.
 #
-#   sudo Deploy/install.sh              install or upgrade, enable and (re)start rind.service
-#   sudo Deploy/install.sh --uninstall  stop and remove everything but the state in /var/lib/rind
+#   sudo Deploy/install.sh                          from a checkout: build a release binary here
+#                                                   (installs the build packages and needs Swift)
+#   sudo Deploy/install.sh --artifact rind-V-linux-x86_64.tar.gz
+#                                                   from a `make dist` tarball: checks it against
+#                                                   the .sha256 file beside it, then installs it;
+#                                                   needs no compiler and no Swift
+#   sudo rind-V-linux-x86_64/deploy/install.sh      the same, from an unpacked tarball
+#   sudo Deploy/install.sh --uninstall              stop and remove everything but the state in
+#                                                   /var/lib/rind and /etc/default/rind
 #
-# DESTDIR=/some/root installs into a staging tree and skips systemctl (used by the tests).
+# A tarball's binary needs only the runtime libraries: libopenblas0-pthread, libpng16-16 and
+# libmicrohttpd12 (installed with apt-get when missing and systemd is live).
+# DESTDIR=/some/root installs into a staging tree or an image and skips apt-get and systemctl.
 # PREFIX (default /usr/local) is where the binary and checkpoints go.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(dirname "$here")
 
 DESTDIR=${DESTDIR:-}
 PREFIX=${PREFIX:-/usr/local}
@@ -18,8 +28,10 @@ share="$DESTDIR$PREFIX/share/rind"
 doc="$DESTDIR$PREFIX/share/doc/rind"
 unit="$DESTDIR/etc/systemd/system/rind.service"
 envfile="$DESTDIR/etc/default/rind"
+runtime_packages=(libopenblas0-pthread libpng16-16 libmicrohttpd12)
 
 systemd_live() { [ -z "$DESTDIR" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; }
+die() { echo "install.sh: $*" >&2; exit 1; }
 
 if [ "${1:-}" = "--uninstall" ]; then
     if systemd_live; then systemctl disable --now rind.service 2>/dev/null || true; fi
@@ -30,30 +42,81 @@ if [ "${1:-}" = "--uninstall" ]; then
     exit 0
 fi
 
-# RIND_BINARY=path installs an already built binary (the tests do this) instead of building one.
-if [ -n "${RIND_BINARY:-}" ]; then
-    built=$RIND_BINARY
+# --artifact FILE: verify, unpack into a temporary folder, and run this script from there.
+if [ "${1:-}" = "--artifact" ]; then
+    tarball=${2:-}
+    [ -f "$tarball" ] || die "--artifact needs a tarball made by 'make dist' (got '${tarball}')"
+    sums="$tarball.sha256"
+    [ -f "$sums" ] || die "no checksum file $sums beside the tarball: refusing to install an unverified artifact"
+    expected=$(awk '{print $1; exit}' "$sums")
+    actual=$(sha256sum "$tarball" | awk '{print $1}')
+    [ -n "$expected" ] && [ "$expected" = "$actual" ] ||
+        die "checksum mismatch for $tarball: expected $expected, got $actual"
+    unpacked=$(mktemp -d)
+    trap 'rm -rf "$unpacked"' EXIT
+    tar -xzf "$tarball" -C "$unpacked"
+    inner=$(find "$unpacked" -mindepth 3 -maxdepth 3 -path '*/deploy/install.sh' | head -1)
+    [ -n "$inner" ] || die "$tarball has no deploy/install.sh: not a rind artifact"
+    echo "install.sh: $tarball verified (sha256 $actual)"
+    bash "$inner"
+    exit $?
+fi
+
+if [ -x "$top/bin/rind" ] && [ -f "$top/share/rind/openapi.yaml" ]; then
+    # An unpacked `make dist` tarball: everything is prebuilt.
+    built="$top/bin/rind"
+    checkpoints="$top/share/rind/checkpoints"
+    openapi="$top/share/rind/openapi.yaml"
+    docs="$top/share/doc/rind"
+    unit_source="$here/rind.service"
+    env_example="$here/rind.env.example"
+    version=$(cat "$top/share/rind/VERSION")
+    if [ -z "$DESTDIR" ] && command -v ldd >/dev/null && ldd "$built" | grep -q "not found"; then
+        if systemd_live && command -v apt-get >/dev/null && [ "$(id -u)" -eq 0 ]; then
+            echo "install.sh: installing the runtime libraries ${runtime_packages[*]}" >&2
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${runtime_packages[@]}" >&2
+        fi
+        ! ldd "$built" | grep "not found" || die "missing libraries; install ${runtime_packages[*]}"
+    fi
 else
-    bash scripts/bootstrap.sh
-    swift build -c release --product rind
-    built="$(swift build -c release --show-bin-path)/rind"
+    # A checkout: build here. RIND_BINARY=path installs an already built binary (the tests do).
+    cd "$top"
+    if [ -n "${RIND_BINARY:-}" ]; then
+        built=$RIND_BINARY
+    else
+        bash scripts/bootstrap.sh
+        swift build -c release --product rind
+        built="$(swift build -c release --show-bin-path)/rind"
+    fi
+    checkpoints="$top/checkpoints"
+    openapi="$top/Sources/RINServer/openapi.yaml"
+    docs=$(mktemp -d)
+    trap 'rm -rf "$docs"' EXIT
+    cp "$top/README.md" "$docs/README.md"                 # the names a tarball has (scripts/dist.sh)
+    cp "$top/Deploy/README.md" "$docs/DEPLOY.md"
+    cp "$top/checkpoints/README.md" "$docs/CHECKPOINTS.md"
+    unit_source="$top/Deploy/rind.service"
+    env_example="$top/Deploy/rind.env.example"
+    version=$(git -C "$top" describe --tags --always --dirty 2>/dev/null || echo unknown)
 fi
 
 install -d "$(dirname "$bin")" "$share" "$doc" "$(dirname "$unit")" "$(dirname "$envfile")"
 install -m 0755 "$built" "$bin.new" && mv -f "$bin.new" "$bin"      # atomic replace of a running binary
 rm -rf "$share/checkpoints.new"
-cp -r checkpoints "$share/checkpoints.new"
+cp -r "$checkpoints" "$share/checkpoints.new"
 rm -rf "$share/checkpoints" && mv "$share/checkpoints.new" "$share/checkpoints"
-install -m 0644 Sources/RINServer/openapi.yaml "$share/openapi.yaml"   # served at /openapi.yaml
-install -m 0644 README.md Deploy/README.md "$doc/" 2>/dev/null || install -m 0644 README.md "$doc/"
-sed "s#/usr/local/#$PREFIX/#g" Deploy/rind.service > "$unit.new" && chmod 0644 "$unit.new" && mv -f "$unit.new" "$unit"
-[ -f "$envfile" ] || install -m 0644 Deploy/rind.env.example "$envfile"
+install -m 0644 "$openapi" "$share/openapi.yaml"   # served at /openapi.yaml
+echo "$version" > "$share/VERSION"
+install -m 0644 "$docs"/*.md "$doc/"
+sed "s#/usr/local/#$PREFIX/#g" "$unit_source" > "$unit.new" && chmod 0644 "$unit.new" && mv -f "$unit.new" "$unit"
+[ -f "$envfile" ] || install -m 0644 "$env_example" "$envfile"
 
 if systemd_live; then
     systemctl daemon-reload
     systemctl enable rind.service
     systemctl restart rind.service
-    echo "rind installed and running: systemctl status rind; journalctl -u rind -f"
+    echo "rind $version installed and running: systemctl status rind; journalctl -u rind -f"
 else
-    echo "rind installed under ${DESTDIR:-/}; systemd not running here, so the service was not started"
+    echo "rind $version installed under ${DESTDIR:-/}; systemd not running here, so the service was not started"
 fi

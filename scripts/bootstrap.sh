@@ -4,7 +4,9 @@
 set -euo pipefail
 
 packages=(libopenblas-dev libpng-dev libmicrohttpd-dev pkg-config python3-venv)
-[ "${1:-}" = "--test" ] && packages+=(systemd)   # systemd-analyze verifies the unit in the tests
+# The tests: systemd-analyze verifies the unit; debootstrap and systemd-nspawn boot it under a real
+# systemd (scripts/boot-test.sh).
+[ "${1:-}" = "--test" ] && packages+=(systemd debootstrap systemd-container)
 
 missing=()
 for p in "${packages[@]}"; do

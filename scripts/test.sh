@@ -10,6 +10,10 @@ bash scripts/test-python-env.sh            # creates or reuses .venv-test
 
 export OPENBLAS_THREAD_TIMEOUT=1
 swift build -c release --product rind
+# The release tarball (static Swift runtime, its own build folder), which DeployTests' boot test
+# installs into a Debian root and boots under systemd-nspawn (scripts/boot-test.sh).
+RIND_ARTIFACT=$(bash scripts/dist.sh | tail -1)
+export RIND_ARTIFACT
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

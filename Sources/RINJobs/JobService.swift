@@ -20,6 +20,7 @@
 //   .image(_ id: JobID, index: Int) throws(JobError) -> JobImage          final image bytes
 //   .subscribe(_ id: JobID, capacity: Int?) throws(JobError) -> JobSubscription
 //   .queueDepth, .runningCount, .isAccepting, .isDraining
+//   .isMakingProgress(within: Duration) -> Bool     what the systemd watchdog is fed from
 //   .drain(deadline: Duration)                                            blocks until stopped
 //   .sweepExpired()
 //   WorkerPlan.automatic(cores:workers:blasThreads:)    workers x BLAS threads <= cores
@@ -78,6 +79,11 @@ public final class JobService: @unchecked Sendable {
         /// job go on (a hook that never returns blocks `drain` too). nil, the default, costs
         /// nothing; the daemon sets it only for its own tests (see `rind serve`).
         public var beforeStep: (@Sendable (_ job: JobID, _ stepsDone: Int) -> Void)?
+        /// Test only (`rind serve --test-hang-at-step`, hidden): every job's worker stops before
+        /// this step (after this many steps done) and waits there without progress until the job
+        /// is canceled or the drain deadline passes. It stands for a hung worker, so that the
+        /// watchdog, drain and restart paths can be tested without relying on slow steps.
+        public var testHangAtStep: Int? = nil
 
         public init(stateDirectory: URL, workers: Int = 1, maxQueue: Int = 64, keepJobs: Int? = 1000,
                     keepHours: Double? = nil, previewEvery: Int = 5, subscriberBuffer: Int = 16,
@@ -131,6 +137,8 @@ public final class JobService: @unchecked Sendable {
     private var drainDeadline: ContinuousClock.Instant?
     private var liveWorkers = 0
     private var running = 0
+    /// When a worker last took, stepped or ended a job (see `isMakingProgress`).
+    private var lastProgress = ContinuousClock.now
     private let tombstoneWriteLock = NSLock()
 
     /// Loads the state directory and starts `configuration.workers` worker threads.
@@ -371,6 +379,18 @@ public final class JobService: @unchecked Sendable {
     /// True from the call of `drain` on (also after it returned).
     public var isDraining: Bool { lock.withLock { !accepting } }
 
+    /// True while the workers make progress: a job was taken, stepped or ended within `window`,
+    /// or there is nothing to run (no job running, and none queued or the service draining).
+    /// False when a job is running, or waiting for a worker, and no step has ended for `window`:
+    /// a hung worker, or a step longer than `window`. The daemon feeds systemd's watchdog only
+    /// while this holds, so a daemon whose workers hang is restarted.
+    public func isMakingProgress(within window: Duration) -> Bool {
+        lock.withLock {
+            if running == 0 && (queue.isEmpty || !accepting) { return true }
+            return lastProgress.duration(to: .now) < window
+        }
+    }
+
     // MARK: - Cancel and delete
 
     /// Cancels a queued job at once, or asks a running one to stop after its current step
@@ -573,6 +593,7 @@ public final class JobService: @unchecked Sendable {
                 entry.record.progress = JobProgress(step: 0, steps: entry.record.parameters.steps)
                 entry.record.revision += 1
                 entry.runStart = ContinuousClock.now
+                lastProgress = ContinuousClock.now
                 running += 1
                 metrics.running.record(running)
                 emitLocked(entry, kind: .progress)
@@ -602,6 +623,7 @@ public final class JobService: @unchecked Sendable {
         defer {
             lock.withLock {
                 running -= 1
+                lastProgress = ContinuousClock.now
                 metrics.running.record(running)
             }
         }
@@ -633,6 +655,10 @@ public final class JobService: @unchecked Sendable {
                 return
             case .abandon:
                 return
+            }
+            if let hang = configuration.testHangAtStep, run.stepsDone == hang {
+                hangUntilStopped(entry)
+                continue
             }
             let start = ContinuousClock.now
             run.step()
@@ -671,8 +697,21 @@ public final class JobService: @unchecked Sendable {
         }
     }
 
+    /// `testHangAtStep`: waits without progress until the job should stop (cancel, delete, drain).
+    private func hangUntilStopped(_ entry: Entry) {
+        logger.warning("test hang: worker holds the job until it is canceled or drained",
+                       metadata: ["job": "\(entry.record.id)", "step": "\(configuration.testHangAtStep ?? 0)"])
+        lock.lock()
+        defer { lock.unlock() }
+        while !entry.deleted && !entry.record.cancelRequested
+                && !(drainDeadline.map { ContinuousClock.now >= $0 } ?? false) {
+            _ = lock.wait(until: Date(timeIntervalSinceNow: 0.1))
+        }
+    }
+
     private func afterStep(_ entry: Entry, stepsDone: Int) {
         lock.withLock {
+            lastProgress = ContinuousClock.now
             guard !entry.deleted else { return }
             let elapsed = entry.runStart.map { Self.seconds($0.duration(to: .now)) } ?? 0
             let steps = entry.record.parameters.steps

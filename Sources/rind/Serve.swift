@@ -85,6 +85,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "text or json (one object per line).")
     var logFormat: String = "text"
 
+    /// Test only, so not in --help: workers stop before this step of every job and wait there,
+    /// without progress, until the job is canceled or the drain deadline passes (a hung worker
+    /// for the watchdog test, a running job held for the drain and restart tests).
+    @Option(help: .hidden)
+    var testHangAtStep: Int?
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
@@ -98,6 +104,7 @@ struct Serve: AsyncParsableCommand {
         }
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let testHangAtStep, testHangAtStep < 0 { throw ValidationError("--test-hang-at-step must be at least 0") }
     }
 
     func run() async throws {
@@ -163,6 +170,10 @@ struct Serve: AsyncParsableCommand {
             logger.warning("\(TestHoldFile.variable) is set: workers wait while \(hold.path) exists (for tests only)")
             jobConfiguration.beforeStep = hold.hook
         }
+        if let testHangAtStep {
+            jobConfiguration.testHangAtStep = testHangAtStep
+            logger.warning("--test-hang-at-step \(testHangAtStep): every job will hang at that step (test only)")
+        }
         let service: JobService
         do {
             service = try JobService(configuration: jobConfiguration, models: models, encoder: PNGImageEncoder(),
@@ -178,7 +189,7 @@ struct Serve: AsyncParsableCommand {
             "state_dir": .string(stateDirectory.path), "queued": .stringConvertible(service.queueDepth),
         ])
         notifier.notify("READY=1\nSTATUS=serving \(models.count) model(s) on port \(server.port)")
-        let watchdog = Self.startWatchdog(notifier: notifier)
+        let watchdog = Self.startWatchdog(notifier: notifier, service: service, logger: logger)
 
         let received = await signals.next()
         logger.notice("received \(received == SIGTERM ? "SIGTERM" : "SIGINT"): draining")
@@ -251,15 +262,41 @@ struct Serve: AsyncParsableCommand {
         return models
     }
 
-    /// Pings the systemd watchdog at half of `WATCHDOG_USEC`, when it is set.
-    static func startWatchdog(notifier: SystemdNotifier) -> DispatchSourceTimer? {
-        guard let interval = SystemdNotifier.watchdogInterval() else { return nil }
+    /// Feeds the systemd watchdog (when `WATCHDOG_USEC` is set) from the job layer's progress, not
+    /// from a timer alone: every quarter of the timeout it sends WATCHDOG=1 only if
+    /// `service.isMakingProgress(within:)` the whole timeout, i.e. a worker took, stepped or ended a
+    /// job within it, or there is nothing to run. A worker stuck in a step with a job stops the
+    /// feeding, and systemd kills and restarts the daemon (Restart=on-failure); the job is requeued
+    /// on disk and runs again. So WatchdogSec= must exceed the longest sampling step.
+    static func startWatchdog(notifier: SystemdNotifier, service: JobService, logger: Logger) -> DispatchSourceTimer? {
+        guard let half = SystemdNotifier.watchdogInterval() else { return nil }
+        let timeout = half * 2
         let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "rind.watchdog"))
-        let micros = Int(interval.components.seconds) * 1_000_000 + Int(interval.components.attoseconds / 1_000_000_000_000)
+        let tick = half / 2
+        let micros = Int(tick.components.seconds) * 1_000_000 + Int(tick.components.attoseconds / 1_000_000_000_000)
         timer.schedule(deadline: .now(), repeating: .microseconds(max(1000, micros)))
-        timer.setEventHandler { notifier.notify("WATCHDOG=1") }
+        let stalled = SerialFlag()
+        timer.setEventHandler {
+            if service.isMakingProgress(within: timeout) {
+                if stalled.set(false) { logger.notice("workers make progress again; feeding the watchdog") }
+                notifier.notify("WATCHDOG=1")
+            } else if !stalled.set(true) {
+                logger.error("no sampling step ended within the watchdog timeout while jobs wait: not feeding the watchdog",
+                             metadata: ["running": .stringConvertible(service.runningCount),
+                                        "queued": .stringConvertible(service.queueDepth)])
+            }
+        }
         timer.resume()
         return timer
+    }
+}
+
+/// A flag touched only on the watchdog's serial queue; `set` returns the previous value.
+final class SerialFlag: @unchecked Sendable {
+    private var value = false
+    func set(_ newValue: Bool) -> Bool {
+        defer { value = newValue }
+        return value
     }
 }
 

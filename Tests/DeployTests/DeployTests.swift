@@ -127,6 +127,52 @@ final class DeployTests: XCTestCase {
         XCTAssertEqual(installedUnit, try unitText())
     }
 
+    /// The fleet route: `install.sh --artifact` refuses a tarball without its checksum file or with a
+    /// wrong one, and installs a verified one (binary, checkpoints, contract, unit, docs, VERSION).
+    /// Needs the `make dist` tarball, which scripts/test.sh builds and names in RIND_ARTIFACT.
+    func testInstallFromTheArtifactChecksTheChecksum() throws {
+        guard let artifact = ProcessInfo.processInfo.environment["RIND_ARTIFACT"], !artifact.isEmpty else {
+            throw XCTSkip("RIND_ARTIFACT is not set (scripts/test.sh sets it after make dist)")
+        }
+        let source = URL(fileURLWithPath: artifact, relativeTo: Self.root)
+        let tarball = scratch.appendingPathComponent(source.lastPathComponent)
+        try FileManager.default.copyItem(at: source, to: tarball)
+        let sums = URL(fileURLWithPath: tarball.path + ".sha256")
+        let stage = scratch.appendingPathComponent("root")
+        var environment = ProcessInfo.processInfo.environment
+        environment["DESTDIR"] = stage.path
+        let script = Self.root.appendingPathComponent("Deploy/install.sh").path
+
+        let unverified = try run("/bin/bash", [script, "--artifact", tarball.path], environment: environment)
+        XCTAssertNotEqual(unverified.status, 0)
+        XCTAssertTrue(unverified.output.contains("no checksum file"), unverified.output)
+
+        try "\(String(repeating: "0", count: 64))  \(tarball.lastPathComponent)\n".write(to: sums, atomically: true, encoding: .utf8)
+        let wrong = try run("/bin/bash", [script, "--artifact", tarball.path], environment: environment)
+        XCTAssertNotEqual(wrong.status, 0)
+        XCTAssertTrue(wrong.output.contains("checksum mismatch"), wrong.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: stage.appendingPathComponent("usr/local/bin/rind").path),
+                       "nothing may be installed from an unverified tarball")
+
+        try FileManager.default.removeItem(at: sums)
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: source.path + ".sha256"), to: sums)
+        let verified = try run("/bin/bash", [script, "--artifact", tarball.path], environment: environment)
+        XCTAssertEqual(verified.status, 0, verified.output)
+        for path in ["usr/local/bin/rind", "usr/local/share/rind/checkpoints/cifar10/model.safetensors",
+                     "usr/local/share/rind/openapi.yaml", "usr/local/share/rind/VERSION",
+                     "usr/local/share/doc/rind/DEPLOY.md", "etc/systemd/system/rind.service", "etc/default/rind"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: stage.appendingPathComponent(path).path),
+                          "install.sh --artifact did not install \(path)")
+        }
+        XCTAssertEqual(try String(contentsOf: stage.appendingPathComponent("etc/systemd/system/rind.service"), encoding: .utf8),
+                       try unitText())
+        // The installed binary carries its Swift runtime: ldd names no libswift*.
+        let ldd = try run("/usr/bin/ldd", [stage.appendingPathComponent("usr/local/bin/rind").path])
+        XCTAssertEqual(ldd.status, 0, ldd.output)
+        XCTAssertFalse(ldd.output.contains("libswift") || ldd.output.contains("libFoundation"), ldd.output)
+        XCTAssertFalse(ldd.output.contains("not found"), ldd.output)
+    }
+
     // MARK: - Reading the unit the way systemd does (the subset rind.service uses)
 
     /// `Environment=` lines: space-separated NAME=VALUE assignments.
