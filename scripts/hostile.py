@@ -276,6 +276,7 @@ def disk_full_phase(args, binary, report, workdir):
                 pass
         refused = request(daemon.port, "POST", "/generate?class=0&steps=2")
         problem = json.loads(refused[2] or b"{}")
+        time.sleep(1.5)   # readiness probes the disk at most once a second
         ready_full = request(daemon.port, "GET", "/readyz")[0]
         time.sleep(2)
         statuses_full = {json.loads(request(daemon.port, "GET", f"/jobs/{job}")[2])["status"] for job in accepted}
@@ -343,7 +344,7 @@ def main():
     parser.add_argument("--slow-seconds", type=float)
     parser.add_argument("--seed", type=int, default=12)
     args = parser.parse_args()
-    args.examples = args.examples or (150 if args.short else 1500)
+    args.examples = args.examples or (150 if args.short else 1000)
     args.kills = args.kills or (3 if args.short else 10)
     args.slow_seconds = args.slow_seconds or (15 if args.short else 120)
     if not os.path.exists(args.binary):

@@ -233,6 +233,7 @@ public final class JobService: @unchecked Sendable {
         } catch {
             lock.withLock {
                 pendingSubmits -= 1
+                lastProbe = nil   // readiness probes again rather than trusting an older answer
                 entries[record.id] = nil
                 if let key = idempotencyKey, idempotency[key] == record.id { idempotency[key] = nil }
             }
@@ -657,7 +658,8 @@ public final class JobService: @unchecked Sendable {
         do {
             encoded = try images.map { image throws(JobError) in try encode { try encoder.encode(image) } }
         } catch {
-            finish(entry, status: .failed, error: "\(error)")
+            // The encoder is deterministic: running the job again would fail again.
+            finish(entry, status: .failed, error: "cannot store the images: \(error)")
             return
         }
         do {

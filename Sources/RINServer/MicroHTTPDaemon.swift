@@ -473,7 +473,13 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
     }
 
     fileprivate func log(_ message: String) {
-        logger.warning("libmicrohttpd: \(message)")
+        // A client that went away (or a slow one the reaper cut) is routine; the reaper logs
+        // its own summary.
+        if message.contains("detected connection closure") || message.contains("Connection reset") {
+            logger.debug("libmicrohttpd: \(message)")
+        } else {
+            logger.warning("libmicrohttpd: \(message)")
+        }
     }
 
     private static func readRequest(connection: OpaquePointer, url: String, method: String) -> HTTPRequest {
