@@ -99,12 +99,8 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
     private let streamsLock = NSLock()
     private var openStreams: [ObjectIdentifier: any StreamingBody] = [:]
     private var stopped = false
-    /// Open connections, for the reaper; guarded by `connectionsLock`, which the close
-    /// notification also takes before libmicrohttpd closes the socket (so a reaped descriptor is
-    /// never one already reused).
-    private let connectionsLock = NSCondition()
-    private var connections: [ObjectIdentifier: ConnectionState] = [:]
-    private var reaperRunning = false
+    /// Closes connections that take too long to send a request (slowloris).
+    private let reaper: SlowRequestReaper
 
     /// Binds `host:port`, starts MHD and begins serving.
     public init(host: String, port: Int, limits: HTTPServerLimits, logger: Logger,
@@ -114,6 +110,7 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
         self.observer = observer
         self.limits = limits
         self.logger = logger
+        reaper = SlowRequestReaper(limits: limits, logger: logger)
         let (fd, boundPort) = try Self.bindListeningSocket(host: host, port: port)
         self.listenFD = fd
         self.port = boundPort
@@ -137,11 +134,6 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
             close(fd)
             throw .daemonStart(host: host, port: boundPort)
         }
-        connectionsLock.withLock { reaperRunning = true }
-        let reaper = Thread { [weak self] in
-            while let daemon = self, daemon.reapSlowRequests() {}
-        }
-        reaper.name = "rind-http-reaper"
         reaper.start()
     }
 
@@ -156,10 +148,7 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
         let streams = Array(openStreams.values)
         streamsLock.unlock()
         for stream in streams { stream.close() }
-        connectionsLock.withLock {
-            reaperRunning = false
-            connectionsLock.broadcast()
-        }
+        reaper.stop()
         if let daemon {
             MHD_stop_daemon(daemon)
             self.daemon = nil
@@ -254,61 +243,24 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
         return sawAny
     }
 
-    // MARK: Slow requests
-
-    /// One pass of the reaper: closes (shutdown(2); libmicrohttpd then sees the end of the stream
-    /// and cleans up) every connection that has been sending its request for longer than
-    /// `requestReadTimeoutSeconds`, or `crowdedReadTimeoutSeconds` while connections are crowded.
-    /// Returns false once the daemon stops.
-    private func reapSlowRequests() -> Bool {
-        connectionsLock.lock()
-        defer { connectionsLock.unlock() }
-        guard reaperRunning else { return false }
-        _ = connectionsLock.wait(until: Date(timeIntervalSinceNow: 0.2))
-        guard reaperRunning else { return false }
-        let now = ContinuousClock.now
-        let crowded = connections.count >= limits.crowdedThreshold
-        let limit = Duration.seconds(limits.requestReadTimeoutSeconds)
-        let crowdedLimit = Duration.milliseconds(Int64(limits.crowdedReadTimeoutSeconds * 1000))
-        var reaped = 0
-        for connection in connections.values where connection.reading && !connection.reaped && connection.fd >= 0 {
-            let age = connection.since.duration(to: now)
-            if age > limit || (crowded && age > crowdedLimit) {
-                connection.reaped = true
-                shutdown(connection.fd, Int32(SHUT_RDWR))
-                reaped += 1
-            }
-        }
-        if reaped > 0 {
-            logger.notice("closed connections that were too slow to send a request", metadata: [
-                "closed": "\(reaped)", "open": "\(connections.count)", "crowded": "\(crowded)",
-            ])
-        }
-        return true
-    }
+    // MARK: Connections (for the reaper)
 
     fileprivate func connectionOpened(_ connection: OpaquePointer, context: UnsafeMutablePointer<UnsafeMutableRawPointer?>) {
-        let state = ConnectionState(fd: rind_mhd_connection_fd(connection))
+        let state = reaper.opened(fd: rind_mhd_connection_fd(connection))
         context.pointee = Unmanaged.passRetained(state).toOpaque()
-        connectionsLock.withLock { connections[ObjectIdentifier(state)] = state }
     }
 
     fileprivate func connectionClosed(context: UnsafeMutablePointer<UnsafeMutableRawPointer?>) {
         guard let pointer = context.pointee else { return }
-        let state = Unmanaged<ConnectionState>.fromOpaque(pointer).takeRetainedValue()
+        reaper.closed(Unmanaged<SlowRequestReaper.Connection>.fromOpaque(pointer).takeRetainedValue())
         context.pointee = nil
-        connectionsLock.withLock { connections[ObjectIdentifier(state)] = nil }
     }
 
-    /// Marks the connection as answering (`reading == false`: not bounded by the read timeouts)
-    /// or as waiting for its next request.
+    /// Marks the connection as answering (not bounded by the read timeouts) or as waiting for its
+    /// next request.
     private func setReading(_ reading: Bool, on connection: OpaquePointer) {
         guard let pointer = rind_mhd_socket_context(connection) else { return }
-        let state = Unmanaged<ConnectionState>.fromOpaque(pointer).takeUnretainedValue()
-        connectionsLock.withLock {
-            state.reading = reading
-            state.since = .now
-        }
+        reaper.setReading(reading, Unmanaged<SlowRequestReaper.Connection>.fromOpaque(pointer).takeUnretainedValue())
     }
 
     // MARK: Callbacks from MHD
@@ -528,17 +480,6 @@ private final class RequestState {
     var answered = false
     var status = 500
     let started = Date()
-}
-
-/// Per-connection state kept in MHD's socket context; `reading`, `since` and `reaped` are guarded
-/// by the daemon's `connectionsLock`.
-private final class ConnectionState {
-    let fd: Int32
-    /// Waiting for (the rest of) a request, as opposed to answering one.
-    var reading = true
-    var since = ContinuousClock.now
-    var reaped = false
-    init(fd: Int32) { self.fd = fd }
 }
 
 /// Feeds a ``StreamingBody`` to MHD's content-reader callback, which asks for at most `max` bytes
