@@ -22,8 +22,9 @@ public struct HTTPServerLimits: Sendable, Equatable {
     public var maxQueryParameters: Int = 100
     /// Concurrent connections in total (each holds one thread).
     public var maxConnections: Int = 256
-    /// Concurrent connections from one client address.
-    public var maxConnectionsPerIP: Int = 64
+    /// Concurrent connections from one client address (an eighth of `maxConnections` by
+    /// default: headroom, so that a few addresses cannot take every connection).
+    public var maxConnectionsPerIP: Int = 32
     /// Seconds a connection may sit idle (no bytes either way) before it is closed.
     public var connectionTimeoutSeconds: Int = 60
     /// Seconds a connection may take to send one whole request (line, headers and body), counted

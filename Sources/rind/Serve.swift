@@ -67,7 +67,7 @@ struct Serve: AsyncParsableCommand {
     var maxConnections: Int = 256
 
     @Option(help: "Concurrent connections per client address at most.")
-    var maxConnectionsPerIp: Int = 64
+    var maxConnectionsPerIp: Int = 32
 
     @Option(help: "Seconds a connection may stay idle before it is closed.")
     var requestTimeout: Int = 60
