@@ -15,7 +15,8 @@ swift build -c release --product rind
 RIND_ARTIFACT=$(bash scripts/dist.sh | tail -1)
 export RIND_ARTIFACT
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+pylog=$(mktemp)
+trap 'rm -f "$log" "$pylog"' EXIT
 set +e
 swift test -c release --disable-swift-testing 2>&1 | tee "$log"
 swift_status=${PIPESTATUS[0]}
@@ -23,14 +24,22 @@ set -e
 
 py_status=0
 if .venv-test/bin/python -c "import torch" 2>/dev/null; then
-    .venv-test/bin/pytest -q Training/tests 2>&1 | tee -a "$log" || py_status=$?
+    .venv-test/bin/pytest -q Training/tests 2>&1 | tee "$pylog" || py_status=$?
 fi
 
-# One plain closing line for both runners.
+# The short hostile run (issue 12): fuzzing, slow clients, a full disk, kill -9 loops against the
+# built binary. Its checks count in the closing line.
+hostile_status=0
+.venv-test/bin/python scripts/hostile.py --short 2>&1 | tee -a "$log" || hostile_status=$?
+
+# One plain closing line for the three runners.
 executed=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1 |
            sed -E 's/^[[:space:]]*Executed ([0-9]+) tests?, with ([0-9]+) failures?.*/\1 \2/')
 read -r swift_total swift_failed <<<"${executed:-0 0}"
-py_passed=$(grep -Eo "[0-9]+ passed" "$log" | tail -1 | grep -Eo "[0-9]+" || echo 0)
-py_failed=$(grep -Eo "[0-9]+ failed" "$log" | tail -1 | grep -Eo "[0-9]+" || echo 0)
-echo "tests: $((swift_total - swift_failed + py_passed)) passed, $((swift_failed + py_failed)) failed"
-[ "$swift_status" -eq 0 ] && [ "$py_status" -eq 0 ] && [ "$swift_total" -gt 0 ]
+py_passed=$(grep -Eo "[0-9]+ passed" "$pylog" | tail -1 | grep -Eo "[0-9]+" || echo 0)
+py_failed=$(grep -Eo "[0-9]+ failed" "$pylog" | tail -1 | grep -Eo "[0-9]+" || echo 0)
+hostile=$(grep -E "^hostile: [0-9]+ passed, [0-9]+ failed" "$log" | tail -1 |
+          sed -E 's/^hostile: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/')
+read -r hostile_passed hostile_failed <<<"${hostile:-0 1}"
+echo "tests: $((swift_total - swift_failed + py_passed + hostile_passed)) passed, $((swift_failed + py_failed + hostile_failed)) failed"
+[ "$swift_status" -eq 0 ] && [ "$py_status" -eq 0 ] && [ "$hostile_status" -eq 0 ] && [ "$swift_total" -gt 0 ]

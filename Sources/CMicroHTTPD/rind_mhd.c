@@ -29,7 +29,7 @@ struct MHD_Daemon *rind_mhd_start(const rind_mhd_options *o,
     unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO;
     if (o->thread_per_connection) flags |= MHD_USE_THREAD_PER_CONNECTION;
 
-    struct MHD_OptionItem items[12];
+    struct MHD_OptionItem items[16];
     int n = 0;
     items[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, o->listen_fd, NULL};
     if (o->connection_limit)
@@ -45,6 +45,11 @@ struct MHD_Daemon *rind_mhd_start(const rind_mhd_options *o,
                                              (intptr_t)o->connection_memory_limit, NULL};
     if (!o->thread_per_connection && o->thread_pool_size > 1)
         items[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, o->thread_pool_size, NULL};
+    if (o->notify_connection != NULL)
+        items[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)o->notify_connection,
+                                             o->notify_connection_cls};
+    if (o->uri_log != NULL)
+        items[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)o->uri_log, o->uri_log_cls};
     items[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
     if (log != NULL) {
@@ -76,4 +81,22 @@ int rind_mhd_client_address(struct MHD_Connection *connection, char *buffer, siz
     else
         return -1;
     return inet_ntop(address->sa_family, raw, buffer, (socklen_t)length) ? 0 : -1;
+}
+
+int rind_mhd_connection_fd(struct MHD_Connection *connection) {
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return info == NULL ? -1 : info->connect_fd;
+}
+
+void *rind_mhd_socket_context(struct MHD_Connection *connection) {
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info == NULL ? NULL : info->socket_context;
+}
+
+size_t rind_mhd_request_header_size(struct MHD_Connection *connection) {
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    return info == NULL ? 0 : info->header_size;
 }

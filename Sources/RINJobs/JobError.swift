@@ -27,6 +27,8 @@ public enum JobError: Error, CustomStringConvertible, Equatable, Sendable {
     case noPreview(JobID)
     /// The state directory could not be read or written.
     case storage(path: String, message: String)
+    /// The state directory's file system is full (ENOSPC, EDQUOT): try again later.
+    case storageFull(path: String, message: String)
 
     public var description: String {
         switch self {
@@ -52,7 +54,7 @@ public enum JobError: Error, CustomStringConvertible, Equatable, Sendable {
             "job \(id) has images 0..<\(count); \(index) is out of range"
         case let .noPreview(id):
             "job \(id) has no preview yet"
-        case let .storage(path, message):
+        case let .storage(path, message), let .storageFull(path, message):
             "state directory error at \(path): \(message)"
         }
     }

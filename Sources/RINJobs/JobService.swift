@@ -19,7 +19,7 @@
 //   .preview(_ id: JobID) throws(JobError) -> JobImage                    latest preview bytes
 //   .image(_ id: JobID, index: Int) throws(JobError) -> JobImage          final image bytes
 //   .subscribe(_ id: JobID, capacity: Int?) throws(JobError) -> JobSubscription
-//   .queueDepth, .runningCount, .isAccepting, .isDraining
+//   .queueDepth, .runningCount, .isAccepting, .isDraining, .storageWritable()
 //   .isMakingProgress(within: Duration) -> Bool     what the systemd watchdog is fed from
 //   .drain(deadline: Duration)                                            blocks until stopped
 //   .sweepExpired()
@@ -29,7 +29,14 @@
 //   JobSubscription: next(timeout:) -> JobEvent?, async next(), AsyncSequence, cancel()
 //   JobError: unknownModel, invalidParameter, queueFull(retryAfter:), shuttingDown, notFound,
 //             gone, idempotencyConflict, notFinished(retryAfter:), noResult,
-//             imageIndexOutOfRange, noPreview, storage
+//             imageIndexOutOfRange, noPreview, storage, storageFull
+//
+// A full or failing state directory never fails a job: a job whose images cannot be written goes
+// back to the head of the queue (it re-runs from its seed, so the images are the same), the
+// workers pause until a probe write succeeds, and records that could not be written (a cancel, a
+// failure) are written again then. So what a restart finds agrees with what clients were told,
+// except for a cancel or failure answered while the disk was full and lost in a crash before it
+// could be written: such a job runs again after the restart.
 //
 // Threads: every method may be called from any thread and none waits for a sampling step,
 // except `drain`, which waits for the workers to stop.
@@ -84,6 +91,11 @@ public final class JobService: @unchecked Sendable {
         /// is canceled or the drain deadline passes. It stands for a hung worker, so that the
         /// watchdog, drain and restart paths can be tested without relying on slow steps.
         public var testHangAtStep: Int? = nil
+        /// Called on the worker thread before each run of a job starts sampling; nil in
+        /// production. Tests block in it to hold a job running while they change the world.
+        public var beforeRun: (@Sendable (JobID) -> Void)?
+        /// Seconds between probe writes while the workers wait for a full state directory.
+        public var storageRetrySeconds: Double = 1
 
         public init(stateDirectory: URL, workers: Int = 1, maxQueue: Int = 64, keepJobs: Int? = 1000,
                     keepHours: Double? = nil, previewEvery: Int = 5, subscriberBuffer: Int = 16,
@@ -140,6 +152,11 @@ public final class JobService: @unchecked Sendable {
     /// When a worker last took, stepped or ended a job (see `isMakingProgress`).
     private var lastProgress = ContinuousClock.now
     private let tombstoneWriteLock = NSLock()
+    /// Workers take no job until a probe write succeeds (a result could not be stored).
+    private var storageBlocked = false
+    /// Jobs whose latest record could not be written; written again when storage returns.
+    private var unsaved: Set<JobID> = []
+    private var lastProbe: (at: ContinuousClock.Instant, writable: Bool)?
 
     /// Loads the state directory and starts `configuration.workers` worker threads.
     ///
@@ -231,6 +248,7 @@ public final class JobService: @unchecked Sendable {
         } catch {
             lock.withLock {
                 pendingSubmits -= 1
+                lastProbe = nil   // readiness probes again rather than trusting an older answer
                 entries[record.id] = nil
                 if let key = idempotencyKey, idempotency[key] == record.id { idempotency[key] = nil }
             }
@@ -582,6 +600,15 @@ public final class JobService: @unchecked Sendable {
         defer { lock.unlock() }
         while true {
             if !accepting { return nil }
+            if storageBlocked {
+                _ = lock.wait(until: Date(timeIntervalSinceNow: configuration.storageRetrySeconds))
+                if !accepting { return nil }
+                lock.unlock()
+                let writable = retryStorage()
+                lock.lock()
+                if writable { storageBlocked = false }
+                continue
+            }
             if !queue.isEmpty {
                 let id = queue.removeFirst()
                 metrics.queueDepth.record(queue.count)
@@ -642,6 +669,7 @@ public final class JobService: @unchecked Sendable {
             finish(entry, status: .failed, error: "\(error)")
             return
         }
+        configuration.beforeRun?(id)
         let stepTimer = metrics.stepSeconds[checkpoint.name]
         while !run.isFinished {
             configuration.beforeStep?(id, run.stepsDone)
@@ -671,22 +699,85 @@ public final class JobService: @unchecked Sendable {
             }
         }
         let images = run.estimate()
+        let encoded: [Data]
+        do {
+            encoded = try images.map { image throws(JobError) in try encode { try encoder.encode(image) } }
+        } catch {
+            // The encoder is deterministic: running the job again would fail again.
+            finish(entry, status: .failed, error: "cannot store the images: \(error)")
+            return
+        }
         do {
             entry.writeLock.lock()
             defer { entry.writeLock.unlock() }
             if !lock.withLock({ entry.deleted }) {
-                for (index, image) in images.enumerated() {
-                    let data = try encode { try encoder.encode(image) }
+                for (index, data) in encoded.enumerated() {
                     try store.writeAtomically(data, to: store.imageFile(of: id, index: index))
                 }
             }
         } catch {
-            logger.error("cannot store the images of a job", metadata: ["job": "\(id)", "error": "\(error)"])
-            finish(entry, status: .failed, error: "cannot store the images: \(error)")
+            // Not a failure of the job: it runs again (same seed, same images) once the state
+            // directory takes writes, and meanwhile it is queued, as its record on disk says.
+            logger.error("cannot store the images of a job; it waits for the state directory and runs again",
+                         metadata: ["job": "\(id)", "error": "\(error)"])
+            requeueForStorage(entry)
             return
         }
         publishPreview(entry, images: images, step: run.stepsDone, emit: false)
         finish(entry, status: .succeeded, error: nil, imageCount: images.count)
+    }
+
+    /// A result could not be written: the job goes back to the head of the queue as queued and
+    /// the workers wait for the state directory (see `nextJob`).
+    private func requeueForStorage(_ entry: Entry) {
+        lock.withLock {
+            guard !entry.deleted, !entry.record.status.isFinished else { return }
+            entry.record.status = .queued
+            entry.record.startedAt = nil
+            entry.record.progress = JobProgress(step: 0, steps: entry.record.parameters.steps)
+            entry.record.previewStep = nil
+            entry.preview = nil
+            entry.record.revision += 1
+            storageBlocked = true
+            lastProbe = nil
+            if entry.record.cancelRequested {
+                return
+            }
+            queue.insert(entry.record.id, at: 0)
+            metrics.queueDepth.record(queue.count)
+            emitLocked(entry, kind: .progress)
+        }
+        if lock.withLock({ entry.record.cancelRequested && !entry.record.status.isFinished }) {
+            finish(entry, status: .canceled, error: nil)
+            return
+        }
+        persistLogging(entry)
+    }
+
+    /// Whether the state directory takes writes (a probe write, at most once a second); false
+    /// also while the workers wait for it.
+    public func storageWritable() -> Bool {
+        let (blocked, cached) = lock.withLock { (storageBlocked, lastProbe) }
+        if blocked { return false }
+        if let cached, cached.at.duration(to: .now) < .seconds(1) { return cached.writable }
+        let writable = store.probeWritable()
+        lock.withLock { lastProbe = (ContinuousClock.now, writable) }
+        return writable
+    }
+
+    /// Probes the state directory; when it takes writes again, writes the records that could not
+    /// be written. Returns whether the workers may go on.
+    private func retryStorage() -> Bool {
+        guard store.probeWritable() else { return false }
+        let pending = lock.withLock { () -> [Entry] in
+            let ids = unsaved
+            unsaved = []
+            lastProbe = nil
+            return ids.compactMap { entries[$0] }
+        }
+        for entry in pending { persistLogging(entry) }
+        logger.notice("the state directory takes writes again; workers resume", metadata: ["rewritten": "\(pending.count)"])
+        return lock.withLock { unsaved.isEmpty }
     }
 
     private func encode(_ body: () throws -> Data) throws(JobError) -> Data {
@@ -814,11 +905,19 @@ public final class JobService: @unchecked Sendable {
         try store.write(record)
     }
 
+    /// Writes the record; on failure logs it and remembers the job, whose record is written again
+    /// once the state directory takes writes (see `retryStorage`).
     private func persistLogging(_ entry: Entry) {
         do {
             try persist(entry)
+            lock.withLock { _ = unsaved.remove(entry.record.id) }
         } catch {
             logger.error("cannot persist a job record", metadata: ["job": "\(entry.record.id)", "error": "\(error)"])
+            lock.withLock {
+                unsaved.insert(entry.record.id)
+                storageBlocked = true
+                lastProbe = nil
+            }
         }
     }
 

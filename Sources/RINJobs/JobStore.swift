@@ -80,10 +80,28 @@ struct JobStore: Sendable {
     }
 
     func makeDirectory(_ url: URL) throws(JobError) {
+        if mkdir(url.path, 0o755) == 0 || errno == EEXIST { return }
+        if errno == ENOENT {
+            do {
+                try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+                return
+            } catch {
+                throw .storage(path: url.path, message: "\(error)")
+            }
+        }
+        throw Self.error(path: url.path)
+    }
+
+    /// Whether a record-sized file can be written in the state directory now: writes 64 KiB
+    /// (no fsync) to a probe file and removes it. What readiness and paused workers ask.
+    func probeWritable() -> Bool {
+        let probe = root.appendingPathComponent(".write-probe")
+        defer { unlink(probe.path) }
         do {
-            try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+            try writeAtomically(Data(count: 64 * 1024), to: probe, durable: false)
+            return true
         } catch {
-            throw .storage(path: url.path, message: "\(error)")
+            return false
         }
     }
 
@@ -210,39 +228,39 @@ struct JobStore: Sendable {
         let directory = url.deletingLastPathComponent()
         let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).tmp")
         let fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw .storage(path: temporary.path, message: Self.errnoMessage()) }
-        var failure: String?
+        guard fd >= 0 else { throw Self.error(path: temporary.path) }
+        var failure: JobError?
         data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
             var offset = 0
             while offset < buffer.count {
                 let written = posixWrite(fd, buffer.baseAddress! + offset, buffer.count - offset)
                 if written < 0 {
                     if errno == EINTR { continue }
-                    failure = Self.errnoMessage()
+                    failure = Self.error(path: temporary.path)
                     return
                 }
                 offset += written
             }
         }
-        if failure == nil, durable, fsync(fd) != 0 { failure = Self.errnoMessage() }
-        close(fd)
+        if failure == nil, durable, fsync(fd) != 0 { failure = Self.error(path: temporary.path) }
+        if close(fd) != 0 && failure == nil { failure = Self.error(path: temporary.path) }
         if let failure {
             unlink(temporary.path)
-            throw .storage(path: temporary.path, message: failure)
+            throw failure
         }
         guard rename(temporary.path, url.path) == 0 else {
-            let message = Self.errnoMessage()
+            let error = Self.error(path: url.path)
             unlink(temporary.path)
-            throw .storage(path: url.path, message: message)
+            throw error
         }
         if durable { try fsyncDirectory(directory) }
     }
 
     func fsyncDirectory(_ url: URL) throws(JobError) {
         let fd = open(url.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw .storage(path: url.path, message: Self.errnoMessage()) }
+        guard fd >= 0 else { throw Self.error(path: url.path) }
         defer { close(fd) }
-        guard fsync(fd) == 0 else { throw .storage(path: url.path, message: Self.errnoMessage()) }
+        guard fsync(fd) == 0 else { throw Self.error(path: url.path) }
     }
 
     func read(_ url: URL) throws(JobError) -> Data {
@@ -252,5 +270,11 @@ struct JobStore: Sendable {
         return data
     }
 
-    static func errnoMessage() -> String { String(cString: strerror(errno)) }
+    /// The error for the current `errno`: `storageFull` when the file system is full.
+    static func error(path: String) -> JobError {
+        let code = errno
+        let message = String(cString: strerror(code))
+        return code == ENOSPC || code == EDQUOT ? .storageFull(path: path, message: message)
+                                                : .storage(path: path, message: message)
+    }
 }

@@ -137,18 +137,42 @@ public final class APIServer: @unchecked Sendable {
     // MARK: Dispatch
 
     func handle(_ request: HTTPRequest) -> HTTPResponse {
-        switch router.match(method: request.method, path: request.path) {
+        let match = router.match(method: request.method, path: request.path)
+        // The key is checked before 404 and 405, so that without it nothing tells which routes
+        // exist; only the open routes answer everyone.
+        if let key = configuration.apiKey, !Self.authorized(request, key: key) {
+            switch match {
+            case .handler(let route, _, _), .methodNotAllowed(let route):
+                if !route.open { return Problem.unauthorized().response }
+            case .notFound:
+                return Problem.unauthorized().response
+            }
+        }
+        switch match {
         case .notFound:
             return Problem.notFound("no route \(request.path); see /openapi.yaml").response
         case .methodNotAllowed(let route):
             return Problem.methodNotAllowed(method: request.method, path: request.path,
                                             allowed: route.allowedMethods).response
-        case .handler(let route, let handler, let parameters):
-            if !route.open, let key = configuration.apiKey, !Self.authorized(request, key: key) {
-                return Problem.unauthorized().response
-            }
+        case .handler(_, let handler, let parameters):
+            if let problem = Self.queryProblem(request) { return problem.response }
             return handler(request, parameters)
         }
+    }
+
+    /// The rules every route's query follows (openapi.yaml): each parameter at most once, never
+    /// with an empty value. Leaving a parameter out is how to ask for its default.
+    static func queryProblem(_ request: HTTPRequest) -> Problem? {
+        var seen: Set<String> = []
+        for (name, value) in request.query {
+            if !seen.insert(name).inserted {
+                return .invalidParameter(name, "'\(name)' is given more than once")
+            }
+            if value.isEmpty {
+                return .invalidParameter(name, "'\(name)' is empty; leave it out for the default")
+            }
+        }
+        return nil
     }
 
     private func completed(_ request: HTTPRequest, _ status: Int, _ seconds: Double) {
@@ -157,7 +181,8 @@ public final class APIServer: @unchecked Sendable {
         case .handler(let matched, _, _), .methodNotAllowed(let matched): route = matched.template
         case .notFound: route = "unmatched"
         }
-        metrics.recordRequest(route: route, method: request.method, status: status, seconds: seconds)
+        metrics.recordRequest(route: route, method: HTTPMetrics.methodLabel(request.method), status: status,
+                              seconds: seconds)
         logger.info("\(request.method) \(request.path) \(status)", metadata: [
             "method": .string(request.method), "path": .string(request.path), "status": .stringConvertible(status),
             "duration_ms": .string(String(format: "%.1f", seconds * 1000)), "client": .string(request.clientAddress),
@@ -225,7 +250,12 @@ public final class APIServer: @unchecked Sendable {
 
     private func readiness() -> HTTPResponse {
         switch (currentPhase(), readyService()) {
-        case (.ready, .success): return .json(HealthBody(status: "ready"))
+        case (.ready, .success(let service)):
+            guard service.storageWritable() else {
+                return Problem.unavailable(detail: "the state directory cannot be written (full or read-only); jobs wait until it can",
+                                           retryAfter: 30).response
+            }
+            return .json(HealthBody(status: "ready"))
         case (.draining, _):
             return Problem.unavailable(detail: "the daemon is shutting down", retryAfter: configuration.unavailableRetryAfter).response
         default:
@@ -240,7 +270,7 @@ public final class APIServer: @unchecked Sendable {
         }
         return withService { service throws(Problem) in
             let values = try GenerateParameters.collect(request)
-            let modelName = values["model"].flatMap { $0.isEmpty ? nil : $0 }
+            let modelName = values["model"]
             let checkpoint: RINCheckpoint
             if let modelName {
                 guard let found = service.checkpoint(named: modelName) else {
@@ -294,7 +324,7 @@ public final class APIServer: @unchecked Sendable {
     private func listJobs(_ request: HTTPRequest) -> HTTPResponse {
         withService { service throws(Problem) in
             var status: JobStatus?
-            if let text = request.queryValue("status"), !text.isEmpty {
+            if let text = request.queryValue("status") {
                 guard let parsed = JobStatus(rawValue: text.lowercased()) else {
                     throw Problem.invalidParameter("status", "'status' must be one of \(JobStatus.allCases.map(\.rawValue).joined(separator: ", ")); got '\(text)'")
                 }
@@ -302,7 +332,7 @@ public final class APIServer: @unchecked Sendable {
             }
             let limit = try Self.integerQuery(request, "limit", default: 50, range: 1...500)
             var offset = try Self.integerQuery(request, "offset", default: 0, range: 0...Int(Int32.max))
-            if let cursor = request.queryValue("cursor"), !cursor.isEmpty {
+            if let cursor = request.queryValue("cursor") {
                 guard let decoded = Self.decodeCursor(cursor) else {
                     throw Problem.invalidParameter("cursor", "'cursor' must be a next_cursor value from an earlier page")
                 }
@@ -430,7 +460,11 @@ public final class APIServer: @unchecked Sendable {
         case .noPreview:
             return Problem(kind: "no-preview", title: "No preview yet", status: 404, detail: error.description)
         case .storage:
-            return .internalError(error.description)
+            // The path stays in the log (JobService logs it); clients learn only what happened.
+            return .internalError("the state directory could not be read or written; the error is in the daemon's log")
+        case .storageFull:
+            return Problem(kind: "insufficient-storage", title: "Insufficient storage", status: 507,
+                           detail: "the state directory is full; the job was not accepted", headers: ["Retry-After": "30"])
         }
     }
 
@@ -447,7 +481,7 @@ public final class APIServer: @unchecked Sendable {
 
     static func integerQuery(_ request: HTTPRequest, _ name: String, default value: Int, range: ClosedRange<Int>)
         throws(Problem) -> Int {
-        guard let text = request.queryValue(name), !text.isEmpty else { return value }
+        guard let text = request.queryValue(name) else { return value }
         guard let parsed = Int(text), range.contains(parsed) else {
             throw Problem.invalidParameter(name, "'\(name)' must be an integer in \(range.lowerBound)...\(range.upperBound); got '\(text)'")
         }

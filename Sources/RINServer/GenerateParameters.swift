@@ -1,6 +1,11 @@
 // Parsing `POST /generate`: the query string and a JSON body carry the same parameters with the same
 // names; the body wins where both give one. Type and syntax errors are found here, range errors by
 // the job layer (which knows each model's limits); both name the parameter.
+//
+// Rules (stated in openapi.yaml): a parameter appears at most once in the query and at most once in
+// the body (a repeated one is 400, never first- or last-wins); a query value is never empty
+// (checked for every route by `APIServer`); a body value is never JSON null: leaving a parameter
+// out is how a client asks for the default.
 import Foundation
 import RINDiffusion
 import RINJobs
@@ -29,10 +34,11 @@ enum JSONValue: Decodable, Equatable {
         self = .object
     }
 
-    /// The value as a query-string-like text, or nil for null; arrays and objects are refused.
-    func text(parameter: String) throws(Problem) -> String? {
+    /// The value as a query-string-like text; null, arrays and objects are refused.
+    func text(parameter: String) throws(Problem) -> String {
         switch self {
-        case .null: return nil
+        case .null:
+            throw Problem.invalidParameter(parameter, "'\(parameter)' must not be null; leave it out for the model's default")
         case .bool(let value): return value ? "true" : "false"
         case .unsigned(let value): return String(value)
         case .signed(let value): return String(value)
@@ -76,6 +82,10 @@ enum GenerateParameters {
             } catch {
                 throw Problem.malformedJSON("the body is not a JSON object")
             }
+            var seen: Set<String> = []
+            for key in topLevelKeys(body) where !seen.insert(key).inserted {
+                throw Problem.invalidParameter(key, "'\(key)' appears more than once in the JSON body")
+            }
             for (name, value) in object.sorted(by: { $0.key < $1.key }) {
                 guard names.contains(name) else {
                     throw Problem.invalidParameter(name, "unknown parameter '\(name)'; known: \(names.sorted().joined(separator: ", "))")
@@ -86,12 +96,45 @@ enum GenerateParameters {
         return values
     }
 
+    /// The keys of a JSON object's top level, in order, repeats included (JSONDecoder keeps one of
+    /// a repeated key silently). `body` must already have decoded as an object.
+    static func topLevelKeys(_ body: [UInt8]) -> [String] {
+        var keys: [String] = []
+        var depth = 0
+        var expectingKey = false
+        var index = 0
+        while index < body.count {
+            let byte = body[index]
+            if byte == UInt8(ascii: "\"") {
+                let start = index
+                index += 1
+                while index < body.count && body[index] != UInt8(ascii: "\"") {
+                    index += body[index] == UInt8(ascii: "\\") ? 2 : 1
+                }
+                if depth == 1 && expectingKey, index < body.count,
+                   let key = (try? JSONSerialization.jsonObject(with: Data(body[start...index]), options: .fragmentsAllowed)) as? String {
+                    keys.append(key)
+                    expectingKey = false
+                }
+            } else if byte == UInt8(ascii: "{") || byte == UInt8(ascii: "[") {
+                depth += 1
+                if depth == 1 { expectingKey = true }
+            } else if byte == UInt8(ascii: "}") || byte == UInt8(ascii: "]") {
+                depth -= 1
+            } else if byte == UInt8(ascii: ",") && depth == 1 {
+                expectingKey = true
+            }
+            index += 1
+        }
+        return keys
+    }
+
     /// Turns raw values into a job request for `checkpoint` (class names resolved with its config).
     static func jobRequest(_ values: [String: String], model: String?, checkpoint: RINCheckpoint)
         throws(Problem) -> JobRequest {
         var request = JobRequest(model: model)
         let config = checkpoint.config
-        if let text = values["class"], !text.isEmpty {
+        if let text = values["class"] {
             request.classIndex = try classIndex(text, checkpoint: checkpoint)
         }
         if let text = values["seed"] {

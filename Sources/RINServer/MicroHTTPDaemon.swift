@@ -14,16 +14,45 @@ import Darwin
 public struct HTTPServerLimits: Sendable, Equatable {
     /// Largest request body accepted; larger ones get 413 before the body is read.
     public var maxBodyBytes: Int = 64 * 1024
-    /// Per-connection memory for the request line and headers; larger headers get 431.
+    /// Request line plus header fields; larger ones get 431.
     public var maxHeaderBytes: Int = 32 * 1024
+    /// The request target (path and query) as sent; longer ones get 414.
+    public var maxURLBytes: Int = 8 * 1024
+    /// Query arguments in one request; more get 414 (no route takes more than a dozen).
+    public var maxQueryParameters: Int = 100
     /// Concurrent connections in total (each holds one thread).
     public var maxConnections: Int = 256
-    /// Concurrent connections from one client address.
-    public var maxConnectionsPerIP: Int = 64
+    /// Concurrent connections from one client address (an eighth of `maxConnections` by
+    /// default: headroom, so that a few addresses cannot take every connection).
+    public var maxConnectionsPerIP: Int = 32
     /// Seconds a connection may sit idle (no bytes either way) before it is closed.
     public var connectionTimeoutSeconds: Int = 60
+    /// Seconds a connection may take to send one whole request (line, headers and body), counted
+    /// from its opening or from the end of its previous response; trickling bytes does not extend
+    /// it. Streaming responses are not bounded by it.
+    public var requestReadTimeoutSeconds: Int = 20
+    /// While the open connections fill all but `reservedConnections` of `maxConnections`, a
+    /// connection still sending its request after this many seconds is closed, so that slow
+    /// clients cannot keep health checks and ordinary clients out.
+    public var crowdedReadTimeoutSeconds: Double = 1
+    /// See `crowdedReadTimeoutSeconds`; 0 = one eighth of `maxConnections`.
+    public var reservedConnections: Int = 0
 
     public init() {}
+
+    /// The connection count from which slow requests are cut short.
+    var crowdedThreshold: Int {
+        let reserve = reservedConnections > 0 ? reservedConnections : max(1, maxConnections / 8)
+        return max(1, maxConnections - reserve)
+    }
+
+    /// libmicrohttpd's per-connection memory pool. It holds the read buffer, the request line,
+    /// the header fields and one 56-byte entry per header field and query argument; when it runs
+    /// out the library answers (or closes) on its own. Twice the header limit plus 64 KiB lets
+    /// rind itself see, and answer with problem+json, every request whose headers exceed
+    /// `maxHeaderBytes` by up to that much (the query is dropped before parsing when it has too
+    /// many arguments, see `MicroHTTPDaemon`).
+    var connectionMemoryLimit: Int { max(4096, 2 * maxHeaderBytes + 64 * 1024) }
 }
 
 /// Errors starting the listener.
@@ -71,6 +100,8 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
     private let streamsLock = NSLock()
     private var openStreams: [ObjectIdentifier: any StreamingBody] = [:]
     private var stopped = false
+    /// Closes connections that take too long to send a request (slowloris).
+    private let reaper: SlowRequestReaper
 
     /// Binds `host:port`, starts MHD and begins serving.
     public init(host: String, port: Int, limits: HTTPServerLimits, logger: Logger,
@@ -80,6 +111,7 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
         self.observer = observer
         self.limits = limits
         self.logger = logger
+        reaper = SlowRequestReaper(limits: limits, logger: logger)
         let (fd, boundPort) = try Self.bindListeningSocket(host: host, port: port)
         self.listenFD = fd
         self.port = boundPort
@@ -91,14 +123,19 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
         options.connection_limit = UInt32(max(1, limits.maxConnections))
         options.per_ip_connection_limit = UInt32(max(0, limits.maxConnectionsPerIP))
         options.connection_timeout_s = UInt32(max(0, limits.connectionTimeoutSeconds))
-        options.connection_memory_limit = max(4096, limits.maxHeaderBytes)
+        options.connection_memory_limit = limits.connectionMemoryLimit
         let context = Unmanaged.passUnretained(self).toOpaque()
+        options.notify_connection = notifyConnectionTrampoline
+        options.notify_connection_cls = context
+        options.uri_log = uriLogTrampoline
+        options.uri_log_cls = context
         daemon = rind_mhd_start(&options, accessHandlerTrampoline, context,
                                 completedTrampoline, context, logTrampoline, context)
         if daemon == nil {
             close(fd)
             throw .daemonStart(host: host, port: boundPort)
         }
+        reaper.start()
     }
 
     deinit { stop() }
@@ -112,6 +149,7 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
         let streams = Array(openStreams.values)
         streamsLock.unlock()
         for stream in streams { stream.close() }
+        reaper.stop()
         if let daemon {
             MHD_stop_daemon(daemon)
             self.daemon = nil
@@ -206,23 +244,108 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
         return sawAny
     }
 
+    // MARK: Connections (for the reaper)
+
+    fileprivate func connectionOpened(_ connection: OpaquePointer, context: UnsafeMutablePointer<UnsafeMutableRawPointer?>) {
+        let state = reaper.opened(fd: rind_mhd_connection_fd(connection))
+        context.pointee = Unmanaged.passRetained(state).toOpaque()
+    }
+
+    fileprivate func connectionClosed(context: UnsafeMutablePointer<UnsafeMutableRawPointer?>) {
+        guard let pointer = context.pointee else { return }
+        reaper.closed(Unmanaged<SlowRequestReaper.Connection>.fromOpaque(pointer).takeRetainedValue())
+        context.pointee = nil
+    }
+
+    /// Marks the connection as answering (not bounded by the read timeouts) or as waiting for its
+    /// next request.
+    private func setReading(_ reading: Bool, on connection: OpaquePointer) {
+        guard let pointer = rind_mhd_socket_context(connection) else { return }
+        reaper.setReading(reading, Unmanaged<SlowRequestReaper.Connection>.fromOpaque(pointer).takeUnretainedValue())
+    }
+
     // MARK: Callbacks from MHD
+
+    /// Sees the raw request target before libmicrohttpd splits and decodes it. libmicrohttpd keeps
+    /// one 56-byte entry per query argument in the connection's memory pool and closes the
+    /// connection without an answer when the pool runs out, so a target over the limits has its
+    /// query cut here (the library parses the query right after this callback, from this very
+    /// buffer) and the request is answered 414 by `handleAccess`. An encoded NUL (`%00`), which
+    /// the library's decoding would turn into a silent truncation, is noted for a 400.
+    fileprivate func beginRequest(uri: UnsafePointer<CChar>?) -> RequestState {
+        let state = RequestState()
+        guard let uri else { return state }
+        let length = strlen(uri)
+        let raw = UnsafeBufferPointer(start: UnsafeRawPointer(uri).assumingMemoryBound(to: UInt8.self), count: length)
+        state.targetBytes = length
+        var index = 0
+        while index + 2 < length {
+            if raw[index] == UInt8(ascii: "%") && raw[index + 1] == UInt8(ascii: "0") && raw[index + 2] == UInt8(ascii: "0") {
+                state.encodedNUL = true
+                break
+            }
+            index += 1
+        }
+        if let question = raw.firstIndex(of: UInt8(ascii: "?")), question + 1 < length {
+            state.queryArguments = 1 + raw[(question + 1)...].reduce(0) { $0 + ($1 == UInt8(ascii: "&") ? 1 : 0) }
+            if state.queryArguments > limits.maxQueryParameters || length > limits.maxURLBytes {
+                UnsafeMutablePointer(mutating: uri)[question + 1] = 0
+            }
+        }
+        return state
+    }
+
+    /// The first problem with a request whose head has arrived, or nil.
+    private func headProblem(_ state: RequestState, connection: OpaquePointer) -> Problem? {
+        let headerBytes = rind_mhd_request_header_size(connection)
+        if headerBytes > limits.maxHeaderBytes {
+            return Problem(kind: "header-fields-too-large", title: "Request header fields too large", status: 431,
+                           detail: "the request line and header fields take \(headerBytes) bytes; the limit is \(limits.maxHeaderBytes)")
+        }
+        if state.targetBytes > limits.maxURLBytes {
+            return Problem(kind: "uri-too-long", title: "URI too long", status: 414,
+                           detail: "the request target has \(state.targetBytes) bytes; the limit is \(limits.maxURLBytes)")
+        }
+        if state.queryArguments > limits.maxQueryParameters {
+            return Problem(kind: "uri-too-long", title: "URI too long", status: 414,
+                           detail: "the query has \(state.queryArguments) arguments; the limit is \(limits.maxQueryParameters)")
+        }
+        if state.encodedNUL {
+            return Problem(kind: "bad-request", title: "Bad request", status: 400,
+                           detail: "the request target contains an encoded NUL byte (%00), which no path or parameter may hold")
+        }
+        if let coding = state.request.header("transfer-encoding"),
+           coding.trimmingCharacters(in: .whitespaces).lowercased() != "chunked" {
+            return Problem(kind: "not-implemented", title: "Not implemented", status: 501,
+                           detail: "Transfer-Encoding '\(coding)' is not supported; send the body as is or chunked")
+        }
+        if let declared = state.request.header("content-length"), Int(declared).map({ $0 > limits.maxBodyBytes }) ?? false {
+            return Problem.payloadTooLarge(limit: limits.maxBodyBytes)
+        }
+        return nil
+    }
 
     fileprivate func handleAccess(connection: OpaquePointer, url: String, method: String,
                                   uploadData: UnsafePointer<CChar>?, uploadSize: UnsafeMutablePointer<Int>,
                                   state statePointer: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> MHD_Result {
-        guard let existing = statePointer.pointee else {
-            // First call: headers are complete, no body bytes yet.
-            let state = RequestState(request: Self.readRequest(connection: connection, url: url, method: method))
+        let state: RequestState
+        if let existing = statePointer.pointee {
+            state = Unmanaged<RequestState>.fromOpaque(existing).takeUnretainedValue()
+        } else {
+            // Without the URI callback's state (it always runs first; kept for safety).
+            state = RequestState()
             statePointer.pointee = Unmanaged.passRetained(state).toOpaque()
-            if let declared = state.request.header("content-length").flatMap(Int.init),
-               declared > limits.maxBodyBytes {
-                state.bodyTooLarge = true
-                return queue(Problem.payloadTooLarge(limit: limits.maxBodyBytes).response, on: connection, state: state)
+        }
+        if !state.headRead {
+            // First call: headers are complete, no body bytes yet.
+            state.headRead = true
+            state.request = Self.readRequest(connection: connection, url: url, method: method)
+            if let problem = headProblem(state, connection: connection) {
+                if problem.status == 413 { state.bodyTooLarge = true }
+                return queue(problem.response, on: connection, state: state)
             }
             return mhdYes
         }
-        let state = Unmanaged<RequestState>.fromOpaque(existing).takeUnretainedValue()
         if state.answered { return mhdYes }
         if uploadSize.pointee > 0 {
             let count = uploadSize.pointee
@@ -246,8 +369,17 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
     private func queue(_ response: HTTPResponse, on connection: OpaquePointer, state: RequestState) -> MHD_Result {
         state.answered = true
         state.status = response.status
+        setReading(false, on: connection)
+        var body = response.body
+        if state.request.method == "HEAD", case .stream(let stream) = body {
+            // libmicrohttpd skips the body of a HEAD answer but still sends a chunked stream's
+            // terminator ("0\r\n\r\n"), which a keep-alive client would read as the next
+            // response: answer with the headers and an empty body instead.
+            stream.close()
+            body = .bytes([])
+        }
         let mhdResponse: OpaquePointer?
-        switch response.body {
+        switch body {
         case .bytes(let bytes):
             mhdResponse = bytes.withUnsafeBytes { raw in
                 MHD_create_response_from_buffer(raw.count, UnsafeMutableRawPointer(mutating: raw.baseAddress),
@@ -284,15 +416,23 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
         body.close()
     }
 
-    fileprivate func completed(state pointer: UnsafeMutableRawPointer) {
+    fileprivate func completed(connection: OpaquePointer?, state pointer: UnsafeMutableRawPointer) {
         let state = Unmanaged<RequestState>.fromOpaque(pointer).takeRetainedValue()
+        if let connection { setReading(true, on: connection) }
+        guard state.headRead else { return }   // libmicrohttpd answered this one itself
         var request = state.request
         request.body = []
         observer(request, state.status, Date().timeIntervalSince(state.started))
     }
 
     fileprivate func log(_ message: String) {
-        logger.warning("libmicrohttpd: \(message)")
+        // A client that went away (or a slow one the reaper cut) is routine; the reaper logs
+        // its own summary.
+        if message.contains("detected connection closure") || message.contains("Connection reset") {
+            logger.debug("libmicrohttpd: \(message)")
+        } else {
+            logger.warning("libmicrohttpd: \(message)")
+        }
     }
 
     private static func readRequest(connection: OpaquePointer, url: String, method: String) -> HTTPRequest {
@@ -328,14 +468,19 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
 private let mhdYes = MHD_Result(rawValue: 1)!
 private let mhdNo = MHD_Result(rawValue: 0)!
 
-/// Per-request state kept in MHD's `con_cls` between the calls of one request.
+/// Per-request state kept in MHD's `con_cls` between the calls of one request; created by the
+/// URI callback when the request line has arrived.
 private final class RequestState {
-    var request: HTTPRequest
+    var request = HTTPRequest(method: "", path: "")
+    /// The access handler has seen the complete head and filled `request`.
+    var headRead = false
+    var targetBytes = 0
+    var queryArguments = 0
+    var encodedNUL = false
     var bodyTooLarge = false
     var answered = false
     var status = 500
     let started = Date()
-    init(request: HTTPRequest) { self.request = request }
 }
 
 /// Feeds a ``StreamingBody`` to MHD's content-reader callback, which asks for at most `max` bytes
@@ -374,11 +519,28 @@ private let accessHandlerTrampoline: MHD_AccessHandlerCallback = {
                                uploadData: uploadData, uploadSize: uploadSize, state: conCls)
 }
 
-private let completedTrampoline: MHD_RequestCompletedCallback = { cls, _, conCls, _ in
+private let completedTrampoline: MHD_RequestCompletedCallback = { cls, connection, conCls, _ in
     guard let cls, let conCls, let state = conCls.pointee else { return }
     let daemon = Unmanaged<MicroHTTPDaemon>.fromOpaque(cls).takeUnretainedValue()
-    daemon.completed(state: state)
+    daemon.completed(connection: connection, state: state)
     conCls.pointee = nil
+}
+
+private let notifyConnectionTrampoline: MHD_NotifyConnectionCallback = { cls, connection, context, code in
+    guard let cls, let connection, let context else { return }
+    let daemon = Unmanaged<MicroHTTPDaemon>.fromOpaque(cls).takeUnretainedValue()
+    if code.rawValue == 0 {   // MHD_CONNECTION_NOTIFY_STARTED
+        daemon.connectionOpened(connection, context: context)
+    } else {
+        daemon.connectionClosed(context: context)
+    }
+}
+
+private let uriLogTrampoline: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?, OpaquePointer?)
+    -> UnsafeMutableRawPointer? = { cls, uri, _ in
+    guard let cls else { return nil }
+    let daemon = Unmanaged<MicroHTTPDaemon>.fromOpaque(cls).takeUnretainedValue()
+    return Unmanaged.passRetained(daemon.beginRequest(uri: uri)).toOpaque()
 }
 
 private let streamReaderTrampoline: MHD_ContentReaderCallback = { cls, _, buffer, max in

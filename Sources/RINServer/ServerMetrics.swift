@@ -46,6 +46,14 @@ public enum MetricsBackend {
 struct HTTPMetrics: Sendable {
     private let residentMemory = Gauge(label: "rind_process_resident_memory_bytes")
 
+    /// Methods that get their own label; any other method string (clients choose it freely, and
+    /// every label value is a series kept for the life of the process) is counted as "other".
+    static let labelledMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+
+    static func methodLabel(_ method: String) -> String { labelledMethods.contains(method) ? method : "other" }
+
+    /// `route` must come from a closed set (route templates, "unmatched") and `method` from
+    /// ``methodLabel(_:)``.
     func recordRequest(route: String, method: String, status: Int, seconds: Double) {
         Counter(label: "rind_http_requests_total",
                 dimensions: [("route", route), ("method", method), ("status", String(status))]).increment()

@@ -71,10 +71,13 @@ struct Serve: AsyncParsableCommand {
     var maxConnections: Int = 256
 
     @Option(help: "Concurrent connections per client address at most.")
-    var maxConnectionsPerIp: Int = 64
+    var maxConnectionsPerIp: Int = 32
 
     @Option(help: "Seconds a connection may stay idle before it is closed.")
     var requestTimeout: Int = 60
+
+    @Option(help: "Seconds a client may take to send one whole request (headers and body); slow ones are closed.")
+    var readTimeout: Int = 20
 
     @Option(help: "On SIGTERM, seconds running jobs may go on before they are stopped and requeued.")
     var drainSeconds: Double = 20
@@ -99,6 +102,7 @@ struct Serve: AsyncParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
         guard maxQueue >= 0, keepJobs >= 0, keepHours > 0, previewEvery >= 0, maxBodyBytes > 0,
               maxHeaderBytes >= 4096, maxConnections > 0, maxConnectionsPerIp > 0, requestTimeout > 0,
+              readTimeout > 0,
               drainSeconds >= 0 else {
             throw ValidationError("limits must be positive (--max-header-bytes at least 4096)")
         }
@@ -126,6 +130,7 @@ struct Serve: AsyncParsableCommand {
         serverConfiguration.limits.maxConnections = maxConnections
         serverConfiguration.limits.maxConnectionsPerIP = maxConnectionsPerIp
         serverConfiguration.limits.connectionTimeoutSeconds = requestTimeout
+        serverConfiguration.limits.requestReadTimeoutSeconds = readTimeout
         do {
             if let apiKeyFile { serverConfiguration.apiKey = try APIServer.readAPIKey(path: apiKeyFile) }
         } catch {

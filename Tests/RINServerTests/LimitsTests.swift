@@ -11,7 +11,7 @@ final class LimitsTests: XCTestCase {
         defer { server.shutdown() }
         let big = String(repeating: "a", count: 16 * 1024)
         let result = try http("GET", server.port, "/healthz", headers: ["X-Padding": big])
-        XCTAssertEqual(result.status, 431, "\(result.status) \(result.text)")
+        assertProblem(result, status: 431)
         XCTAssertEqual(try http("GET", server.port, "/healthz", headers: ["X-Padding": "small"]).status, 200)
     }
 

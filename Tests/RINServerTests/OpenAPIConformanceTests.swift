@@ -40,7 +40,7 @@ final class OpenAPIConformanceTests: XCTestCase {
         var comments = 0
         while let event = readEvent(stream.reader, comments: &comments) {
             let object = try JSONSerialization.jsonObject(with: Data(event.data.utf8))
-            bodies.append(["schema": "Job", "body": object])
+            bodies.append(["schema": event.name == "preview" ? "PreviewEvent" : "EventData", "body": object])
         }
         _ = try http("POST", port, "/jobs/\(blocker)/cancel")
         server.gate.open()

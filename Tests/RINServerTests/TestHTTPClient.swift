@@ -51,8 +51,23 @@ final class TestHTTPConnection: ByteSource {
     /// True once a read gave up waiting (SO_RCVTIMEO) rather than seeing the server close.
     private(set) var timedOut = false
 
-    init(port: Int, timeoutSeconds: Int = 60) throws {
+    /// `source`: a loopback address to connect from ("127.0.0.2"; Linux routes all of 127/8 to
+    /// lo), so a test can act as several clients.
+    init(port: Int, timeoutSeconds: Int = 60, source: String? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr(source)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if bound != 0 {
+                let code = errno
+                close(fd)
+                throw TestHTTPError.connect(code)
+            }
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = UInt16(port).bigEndian

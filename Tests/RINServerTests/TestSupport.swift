@@ -121,9 +121,10 @@ final class TestServer {
 
     init(maxQueue: Int = 32, workers: Int = 1, apiKey: String? = nil, maxBodyBytes: Int = 64 * 1024,
          previewEvery: Int = 5, attach: Bool = true, host: String = "127.0.0.1",
-         limits: HTTPServerLimits? = nil) throws {
+         limits: HTTPServerLimits? = nil, stateDirectory: URL? = nil,
+         beforeRun: (@Sendable (JobID) -> Void)? = nil) throws {
         MetricsBackend.bootstrap()
-        stateDirectory = Fixtures.temporaryDirectory("rind-server-test")
+        self.stateDirectory = stateDirectory ?? Fixtures.temporaryDirectory("rind-server-test")
         var configuration = APIServer.Configuration()
         configuration.host = host
         configuration.port = 0
@@ -136,9 +137,10 @@ final class TestServer {
         server = try APIServer(configuration: configuration, logger: logger)
         if attach {
             let checkpoint = try RINCheckpoint.load(from: Fixtures.tinyCheckpoint)
-            var jobConfiguration = JobService.Configuration(stateDirectory: stateDirectory, workers: workers,
+            var jobConfiguration = JobService.Configuration(stateDirectory: self.stateDirectory, workers: workers,
                                                             maxQueue: maxQueue, previewEvery: previewEvery)
             jobConfiguration.beforeStep = gate.hook
+            jobConfiguration.beforeRun = beforeRun
             let service = try JobService(configuration: jobConfiguration, models: [checkpoint],
                                          encoder: PNGImageEncoder(), logger: logger)
             server.attach(service)
@@ -240,4 +242,26 @@ func readPart(_ reader: TestBodyReader, boundary: String) -> (headers: [String: 
     guard let length = headers["content-length"].flatMap(Int.init), let body = reader.bytes(length) else { return nil }
     _ = reader.line()
     return (headers, body)
+}
+
+/// Holds jobs where the job layer calls `beforeRun` until the test opens it.
+final class RunGate: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var open = false
+
+    /// For `JobService.Configuration.beforeRun`.
+    var hook: @Sendable (JobID) -> Void { { [self] _ in wait() } }
+
+    func wait() {
+        condition.lock()
+        while !open { condition.wait() }
+        condition.unlock()
+    }
+
+    func release() {
+        condition.lock()
+        open = true
+        condition.broadcast()
+        condition.unlock()
+    }
 }

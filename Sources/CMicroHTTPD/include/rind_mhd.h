@@ -30,6 +30,14 @@ typedef struct rind_mhd_options {
     /// MHD_OPTION_CONNECTION_MEMORY_LIMIT: per-connection memory pool, which bounds the size of the
     /// request line plus headers (libmicrohttpd answers 431 when they do not fit).
     size_t connection_memory_limit;
+    /// MHD_OPTION_NOTIFY_CONNECTION: told when a connection opens and closes (NULL = none); the
+    /// daemon uses it to bound the time a connection may take to send one request.
+    MHD_NotifyConnectionCallback notify_connection;
+    void *notify_connection_cls;
+    /// MHD_OPTION_URI_LOG_CALLBACK: sees the raw request target before libmicrohttpd decodes it or
+    /// splits its query (NULL = none); its return value becomes the request's context.
+    void *(*uri_log)(void *cls, const char *uri, struct MHD_Connection *connection);
+    void *uri_log_cls;
 } rind_mhd_options;
 
 /// Receives one formatted libmicrohttpd error message (already expanded from its va_list).
@@ -41,6 +49,17 @@ struct MHD_Daemon *rind_mhd_start(const rind_mhd_options *options,
                                   MHD_AccessHandlerCallback handler, void *handler_cls,
                                   MHD_RequestCompletedCallback completed, void *completed_cls,
                                   rind_mhd_log_callback log, void *log_cls);
+
+/// The connection's socket. Exists because MHD_get_connection_info is variadic. -1 when unknown.
+int rind_mhd_connection_fd(struct MHD_Connection *connection);
+
+/// The value MHD_OPTION_NOTIFY_CONNECTION stored for this connection (MHD_CONNECTION_INFO_SOCKET_CONTEXT).
+/// Exists because MHD_get_connection_info is variadic. NULL when none.
+void *rind_mhd_socket_context(struct MHD_Connection *connection);
+
+/// Bytes of the request line and header fields as received (MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE).
+/// Exists because MHD_get_connection_info is variadic. 0 when unknown.
+size_t rind_mhd_request_header_size(struct MHD_Connection *connection);
 
 /// Writes the client's numeric address ("127.0.0.1", "::1") into `buffer`. Exists because
 /// MHD_get_connection_info is variadic. Returns 0 on success, -1 when unknown.
