@@ -143,7 +143,7 @@ json() {   # json URL PYTHON-EXPR (on `j`)
     curl -sf "$1" | python3 -c "import json, sys; j = json.load(sys.stdin); print($2)"
 }
 submit() {   # prints the new job's id
-    curl -sf -X POST "$url/generate?class=dog&steps=4&guidance=0&preview_every=0&seed=$1" |
+    curl -sf -X POST "$url/generate?class=207&steps=4&guidance=0&preview_every=0&seed=$1" |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'
 }
 wait_for() {   # wait_for SECONDS DESCRIPTION COMMAND...
@@ -178,7 +178,7 @@ grep -qF "plan=1 worker(s) x $(nproc) BLAS thread(s)" <<<"$ready_line" ||
 libraries=$(inside ldd /usr/local/bin/rind)
 grep -q "not found\|libswift" <<<"$libraries" && fail "the binary needs libraries the root lacks: $libraries"
 [ "$(curl -sf "$url/openapi.yaml" | head -c 8)" = "openapi:" ] || fail "/openapi.yaml not served (looked up from /proc/self/exe)"
-[ "$(json "$url/models" 'j["models"][0]["name"]')" = cifar10 ] || fail "/models does not list cifar10"
+[ "$(json "$url/models" 'j["default_model"]')" = imagenet64 ] || fail "/models does not name imagenet64 the default model"
 
 # 2. A job over HTTP, state in the DynamicUser directory -----------------------------------------------
 say "2. a job over HTTP"
@@ -245,7 +245,7 @@ wait_for 180 "rind.service active again" active
 restarts=$(prop NRestarts)
 sleep 12   # three watchdog timeouts with nothing to run: the feeding must go on
 active && [ "$(prop NRestarts)" = "$restarts" ] || fail "an idle daemon was restarted by the watchdog"
-long=$(curl -sf -X POST "$url/generate?class=cat&steps=60&guidance=0&preview_every=0&seed=30" |
+long=$(curl -sf -X POST "$url/generate?class=281&steps=60&guidance=0&preview_every=0&seed=30" |
        python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
 wait_for 600 "job $long succeeded" status_is "$long" succeeded
 [ "$(prop NRestarts)" = "$restarts" ] || fail "a daemon making progress was restarted by the watchdog"
