@@ -187,7 +187,7 @@ wait_for 300 "job $job succeeded" status_is "$job" succeeded
 curl -sf -o "$root.png" "$url/jobs/$job/image.png"
 size=$(python3 -c 'import struct, sys; d = open(sys.argv[1], "rb").read(24); assert d[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"; print("%dx%d" % struct.unpack(">II", d[16:24]))' "$root.png") ||
     fail "image.png is not a PNG"
-[ "$size" = 32x32 ] || fail "image.png is $size, not 32x32"
+[ "$size" = 64x64 ] || fail "image.png is $size, not 64x64 (class=207 goes to the default model, imagenet64)"
 [ -L "$root/var/lib/rind" ] && [ "$(readlink "$root/var/lib/rind")" = private/rind ] || fail "/var/lib/rind is not the DynamicUser link to private/rind"
 [ -f "$root/var/lib/private/rind/jobs/$job/job.json" ] && [ -f "$root/var/lib/private/rind/jobs/$job/image-0.png" ] ||
     fail "the job's files are not in /var/lib/private/rind/jobs/$job"
