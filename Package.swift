@@ -2,8 +2,8 @@
 // rind: an inference daemon for Recurrent Interface Network (RIN) diffusion models on CPUs.
 //
 // Layers, imported in one direction only (STYLE.md #1):
-//   CBLAS, CLibPNG, CMicroHTTPD (C libraries and shims)
-//   -> RINTensor (kernels on OpenBLAS) -> RINModel (checkpoint + RIN forward pass)
+//   CBLAS, CGemm, CLibPNG, CMicroHTTPD (C libraries and shims)
+//   -> RINTensor (kernels on OpenBLAS, or oneDNN where installed) -> RINModel (checkpoint + RIN forward pass)
 //   -> RINDiffusion (schedules, noise, samplers) -> RINJobs (queue, workers, durable store)
 //   -> RINServer (HTTP on libmicrohttpd) -> rind (the executable, which only wires)
 // RINImage (PNG on libpng) sits beside the stack and is used by the server and the CLI.
@@ -27,11 +27,13 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CLibPNG", pkgConfig: "libpng",
                        providers: [.apt(["libpng-dev"])]),
+        // Run-time matrix-product backends: oneDNN opened with dlopen (optional), CPU detection.
+        .target(name: "CGemm", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "CMicroHTTPD",
                 linkerSettings: [.linkedLibrary("microhttpd")]),
 
         // Engine
-        .target(name: "RINTensor", dependencies: ["CBLAS"]),
+        .target(name: "RINTensor", dependencies: ["CBLAS", "CGemm"]),
         .target(name: "RINModel", dependencies: ["RINTensor"]),
         .target(name: "RINDiffusion", dependencies: ["RINModel", "RINTensor"]),
         .target(name: "RINImage", dependencies: ["CLibPNG"]),
