@@ -2,7 +2,7 @@
 // rind: an inference daemon for Recurrent Interface Network (RIN) diffusion models on CPUs.
 //
 // Layers, imported in one direction only (STYLE.md #1):
-//   CBLAS, CGemm, CLibPNG, CMicroHTTPD (C libraries and shims)
+//   CBLAS, CKernels, CLibPNG, CMicroHTTPD (C libraries and shims)
 //   -> RINTensor (kernels on OpenBLAS, or oneDNN where installed) -> RINModel (checkpoint + RIN forward pass)
 //   -> RINDiffusion (schedules, noise, samplers) -> RINJobs (queue, workers, durable store)
 //   -> RINServer (HTTP on libmicrohttpd) -> rind (the executable, which only wires)
@@ -27,13 +27,14 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CLibPNG", pkgConfig: "libpng",
                        providers: [.apt(["libpng-dev"])]),
-        // Run-time matrix-product backends: oneDNN opened with dlopen (optional), CPU detection.
-        .target(name: "CGemm", linkerSettings: [.linkedLibrary("dl")]),
+        // C kernels: run-time matrix-product backends (oneDNN opened with dlopen, optional), CPU
+        // detection, and elementwise kernels compiled per vector ISA (AVX-512, AVX2, baseline).
+        .target(name: "CKernels", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "CMicroHTTPD",
                 linkerSettings: [.linkedLibrary("microhttpd")]),
 
         // Engine
-        .target(name: "RINTensor", dependencies: ["CBLAS", "CGemm"]),
+        .target(name: "RINTensor", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "RINModel", dependencies: ["RINTensor"]),
         .target(name: "RINDiffusion", dependencies: ["RINModel", "RINTensor"]),
         .target(name: "RINImage", dependencies: ["CLibPNG"]),

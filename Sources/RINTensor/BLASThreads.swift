@@ -1,5 +1,5 @@
 import CBLAS
-import CGemm
+import CKernels
 
 /// The number of threads OpenBLAS uses for every matrix product in this process.
 ///

@@ -1,4 +1,23 @@
+import CKernels
 import Foundation
+
+/// The code path of the row kernels (GELU, softmax, LayerNorm, adds): C compiled per vector ISA
+/// (Sources/CKernels), the widest this CPU supports chosen on first use. Process-wide; tests
+/// switch it to check every path the machine has.
+public enum KernelISA: Int32, CaseIterable, Sendable, CustomStringConvertible {
+    case baseline = 0, avx2 = 1, avx512 = 2
+
+    public var description: String { ["baseline", "avx2", "avx512"][Int(rawValue)] }
+
+    /// Paths this CPU can run, narrowest first.
+    public static var supported: [KernelISA] { allCases.filter { rind_kernels_supports($0.rawValue) != 0 } }
+
+    /// The path in use.
+    public static var current: KernelISA {
+        get { KernelISA(rawValue: rind_kernels_isa()) ?? .baseline }
+        set { precondition(rind_kernels_set_isa(newValue.rawValue) == 0, "KernelISA: \(newValue) not supported here") }
+    }
+}
 
 // Elementwise and row kernels (llm.c style: outputs first, then inputs, weights, dimensions; the
 // caller owns every buffer; nothing here allocates).
@@ -8,9 +27,9 @@ import Foundation
 //   C   row width (channels)
 //   n   element count of a flat array
 //
-// Each optimised kernel works on 16-float SIMD vectors (the compiler maps them onto whatever vector
-// registers the target has) and has a plain scalar `...Reference` twin beside it; RINTensorTests
-// checks one against the other.
+// The hot kernels forward to Sources/CKernels (per-ISA C, `KernelISA`); each has a plain scalar
+// Swift `...Reference` twin beside it, and RINTensorTests checks one against the other on every
+// path the machine supports. The Swift helpers below (fastExp, fastGELU) are the same algorithms.
 
 @usableFromInline typealias Vec = SIMD16<Float>
 @usableFromInline let vecWidth = 16
@@ -80,12 +99,7 @@ func fastGELU(_ x: Float) -> Float {
 /// out (n) += inp (n).
 @inlinable
 public func addInPlace(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ n: Int) {
-    var i = 0
-    while i + vecWidth <= n {
-        store(load(out + i) + load(inp + i), out + i)
-        i += vecWidth
-    }
-    while i < n { out[i] += inp[i]; i += 1 }
+    rind_add(out, inp, n)
 }
 
 /// Reference of `addInPlace`.
@@ -99,7 +113,19 @@ public func addInPlaceReference(_ out: UnsafeMutablePointer<Float>, _ inp: Unsaf
 /// its activation.
 @inlinable
 public func biasGELUInPlace(_ x: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, _ n: Int) {
-    for i in 0..<n { x[i] = fastGELU(x[i] + bias[i]) }
+    rind_bias_gelu_rows(x, n, bias, 1, n)
+}
+
+/// x (N, C) = GELU(x + bias (C)) row by row, in place.
+@inlinable
+public func biasGELURows(_ x: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, _ N: Int, _ C: Int) {
+    rind_bias_gelu_rows(x, C, bias, N, C)
+}
+
+/// x (N, C; rows ld apart) += bias (C).
+@inlinable
+public func addBiasRows(_ x: UnsafeMutablePointer<Float>, ld: Int, _ bias: UnsafePointer<Float>, _ N: Int, _ C: Int) {
+    rind_add_bias_rows(x, ld, bias, N, C)
 }
 
 /// out (n) = GELU(inp (n)), exact erf form (see `fastGELU`). out may equal inp.
@@ -117,7 +143,7 @@ public func geluReference(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePoint
 
 /// out (n) = exp(inp (n)) by `fastExp`; exposed so tests can check it against libm.
 public func expVector(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ n: Int) {
-    for i in 0..<n { out[i] = fastExp(inp[i]) }
+    rind_exp(out, inp, n)
 }
 
 // MARK: - SiLU
@@ -137,29 +163,7 @@ public func layerNorm(
     _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
     _ N: Int, _ C: Int, eps: Float = 1e-6
 ) {
-    for row in 0..<N {
-        let x = inp + row * C
-        let o = out + row * C
-        var acc = Vec(repeating: 0)
-        var i = 0
-        while i + vecWidth <= C { acc += load(x + i); i += vecWidth }
-        var sum = acc.sum()
-        while i < C { sum += x[i]; i += 1 }
-        let mean = sum / Float(C)
-        // Two passes (mean, then squared deviations) rather than E[x^2] - E[x]^2, which cancels.
-        var accv = Vec(repeating: 0)
-        i = 0
-        while i + vecWidth <= C { let d = load(x + i) - mean; accv += d * d; i += vecWidth }
-        var sumsq = accv.sum()
-        while i < C { let d = x[i] - mean; sumsq += d * d; i += 1 }
-        let rstd = 1 / (sumsq / Float(C) + eps).squareRoot()
-        i = 0
-        while i + vecWidth <= C {
-            store((load(x + i) - mean) * rstd * load(weight + i) + load(bias + i), o + i)
-            i += vecWidth
-        }
-        while i < C { o[i] = (x[i] - mean) * rstd * weight[i] + bias[i]; i += 1 }
-    }
+    rind_layer_norm(out, inp, weight, bias, N, C, eps)
 }
 
 /// Reference of `layerNorm` (double accumulation).
@@ -187,29 +191,7 @@ public func layerNormReference(
 /// x (N, C): each row replaced by its softmax, in place (max subtracted first).
 @inlinable
 public func softmaxRows(_ x: UnsafeMutablePointer<Float>, _ N: Int, _ C: Int) {
-    for row in 0..<N {
-        let r = x + row * C
-        // Four independent running maxima: a plain max reduction is not vectorised (no fast-math),
-        // and Swift's generic SIMD max fell back to lane-by-lane code.
-        var m0 = -Float.infinity, m1 = m0, m2 = m0, m3 = m0
-        var i = 0
-        while i + 4 <= C {
-            m0 = max(m0, r[i]); m1 = max(m1, r[i + 1]); m2 = max(m2, r[i + 2]); m3 = max(m3, r[i + 3])
-            i += 4
-        }
-        while i < C { m0 = max(m0, r[i]); i += 1 }
-        let maxv = max(max(m0, m1), max(m2, m3))
-        for j in 0..<C { r[j] = fastExp(r[j] - maxv) }
-        var acc = Vec(repeating: 0)
-        i = 0
-        while i + vecWidth <= C { acc += load(r + i); i += vecWidth }
-        var sum = acc.sum()
-        while i < C { sum += r[i]; i += 1 }
-        let inv = 1 / sum
-        i = 0
-        while i + vecWidth <= C { store(load(r + i) * inv, r + i); i += vecWidth }
-        while i < C { r[i] *= inv; i += 1 }
-    }
+    rind_softmax_rows(x, N, C)
 }
 
 /// Reference of `softmaxRows`.

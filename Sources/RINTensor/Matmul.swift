@@ -37,9 +37,7 @@ public func linearStrided(
 ) {
     gemm(transA: false, transB: !transposedWeight, N, OC, C, alpha: 1, inp, ldInp,
                 weight, transposedWeight ? OC : C, beta: 0, out, ldOut)
-    if let bias {
-        for row in 0..<N { addInPlace(out + row * ldOut, bias, OC) }
-    }
+    if let bias { addBiasRows(out, ld: ldOut, bias, N, OC) }
 }
 
 /// out (N, OC) += inp (N, C) @ weight (OC, C)^T + bias (OC): the residual update, accumulated by
@@ -52,9 +50,7 @@ public func linearAccumulate(
 ) {
     gemm(transA: false, transB: !transposedWeight, N, OC, C, alpha: 1, inp, C,
                 weight, transposedWeight ? OC : C, beta: 1, out, OC)
-    if let bias {
-        for row in 0..<N { addInPlace(out + row * OC, bias, OC) }
-    }
+    if let bias { addBiasRows(out, ld: OC, bias, N, OC) }
 }
 
 /// out (N, OC) = GELU(inp (N, C) @ weight (OC, C)^T + bias (OC)): the first feed-forward layer with
@@ -67,7 +63,7 @@ public func linearGELU(
 ) {
     gemm(transA: false, transB: !transposedWeight, N, OC, C, alpha: 1, inp, C,
                 weight, transposedWeight ? OC : C, beta: 0, out, OC)
-    for row in 0..<N { biasGELUInPlace(out + row * OC, bias, OC) }
+    biasGELURows(out, bias, N, OC)
 }
 
 /// c (M, N) = a (M, K) @ b (K, N), plain row-major sgemm; used by the benchmark to measure the

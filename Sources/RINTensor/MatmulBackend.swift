@@ -1,5 +1,5 @@
 import CBLAS
-import CGemm
+import CKernels
 import Foundation
 
 /// Which library runs the matrix products, chosen once per process at run time.
