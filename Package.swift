@@ -30,6 +30,8 @@ let package = Package(
         // C kernels: run-time matrix-product backends (oneDNN opened with dlopen, optional), CPU
         // detection, and elementwise kernels compiled per vector ISA (AVX-512, AVX2, baseline).
         .target(name: "CKernels", linkerSettings: [.linkedLibrary("dl")]),
+        // Test support only: an interposed malloc that counts allocations (RINDiffusionTests).
+        .target(name: "CAllocationCounter"),
         .target(name: "CMicroHTTPD",
                 linkerSettings: [.linkedLibrary("microhttpd")]),
 
@@ -62,7 +64,7 @@ let package = Package(
         // from #filePath, so no test target bundles resources.
         .testTarget(name: "RINTensorTests", dependencies: ["RINTensor"]),
         .testTarget(name: "RINModelTests", dependencies: ["RINModel", "RINTensor"]),
-        .testTarget(name: "RINDiffusionTests", dependencies: ["RINDiffusion", "RINModel"]),
+        .testTarget(name: "RINDiffusionTests", dependencies: ["RINDiffusion", "RINModel", "RINTensor", "CAllocationCounter"]),
         .testTarget(name: "RINImageTests", dependencies: ["RINImage"]),
         .testTarget(name: "RINJobsTests", dependencies: ["RINJobs", "RINDiffusion", "RINModel"]),
         .testTarget(name: "RINServerTests", dependencies: ["RINServer", "RINJobs", "RINImage"]),

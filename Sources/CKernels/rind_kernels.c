@@ -14,6 +14,7 @@
 
 typedef struct {
     void (*bias_gelu_rows)(float *, long, const float *, long, long);
+    void (*gelu)(float *, const float *, long);
     void (*add_bias_rows)(float *, long, const float *, long, long);
     void (*add)(float *, const float *, long);
     void (*exp)(float *, const float *, long);
@@ -21,7 +22,7 @@ typedef struct {
     void (*layer_norm)(float *, const float *, const float *, const float *, long, long, float);
 } kernel_table;
 
-#define TABLE(s) {s##_rind_bias_gelu_rows, s##_rind_add_bias_rows, s##_rind_add, s##_rind_exp, \
+#define TABLE(s) {s##_rind_bias_gelu_rows, s##_rind_gelu, s##_rind_add_bias_rows, s##_rind_add, s##_rind_exp, \
                   s##_rind_softmax_rows, s##_rind_layer_norm}
 
 #define ATTR
@@ -94,6 +95,7 @@ int rind_kernels_isa(void) {
 }
 
 void rind_bias_gelu_rows(float *x, long ld, const float *bias, long N, long C) { kernels()->bias_gelu_rows(x, ld, bias, N, C); }
+void rind_gelu(float *out, const float *inp, long n) { kernels()->gelu(out, inp, n); }
 void rind_add_bias_rows(float *x, long ld, const float *bias, long N, long C) { kernels()->add_bias_rows(x, ld, bias, N, C); }
 void rind_add(float *out, const float *inp, long n) { kernels()->add(out, inp, n); }
 void rind_exp(float *out, const float *inp, long n) { kernels()->exp(out, inp, n); }

@@ -29,70 +29,12 @@ public enum KernelISA: Int32, CaseIterable, Sendable, CustomStringConvertible {
 //
 // The hot kernels forward to Sources/CKernels (per-ISA C, `KernelISA`); each has a plain scalar
 // Swift `...Reference` twin beside it, and RINTensorTests checks one against the other on every
-// path the machine supports. The Swift helpers below (fastExp, fastGELU) are the same algorithms.
+// path the machine supports.
 
-@usableFromInline typealias Vec = SIMD16<Float>
-@usableFromInline let vecWidth = 16
-
-@inlinable @inline(__always)
-func load(_ p: UnsafePointer<Float>) -> Vec {
-    UnsafeRawPointer(p).loadUnaligned(as: Vec.self)
-}
-
-@inlinable @inline(__always)
-func store(_ v: Vec, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec.self)
-}
-
-// MARK: - exp and erf
-
-// These are written as branch-free scalar functions and used in plain counted loops: LLVM's loop
-// vectorizer turns such loops into full-width vector code (min/max, selects and bit casts all have
-// vector forms), which measured much faster than Swift's generic SIMD16 operations (clamped,
-// replacing), whose lane-by-lane fallbacks are not always vectorised.
-
-/// e^x: x = k ln2 + r with |r| <= ln2/2, e^r by a degree-7 Taylor polynomial (truncation error
-/// < 2e-8 relative), 2^k built in the exponent bits. Inputs are clamped to (-87.3, 88.7), so very
-/// negative inputs give ~1e-38 rather than 0 (harmless where it is used: softmax weights and the
-/// erf tail, both multiplied by small factors).
-@inlinable @inline(__always)
-func fastExp(_ xIn: Float) -> Float {
-    let x = min(max(xIn, -87.3), 88.7)
-    // Round x / ln2 to an integer by adding 1.5 * 2^23: the float's low mantissa bits then hold k.
-    let magic: Float = 12_582_912
-    let shifted = x * 1.442695040888963 + magic
-    let k = shifted - magic
-    let r = x - k * 0.693145751953125 - k * 1.428606765330187e-06
-    var p: Float = 1 / 5040
-    p = p * r + 1 / 720
-    p = p * r + 1 / 120
-    p = p * r + 1 / 24
-    p = p * r + 1 / 6
-    p = p * r + 0.5
-    p = p * r + 1
-    p = p * r + 1
-    let kBits = Int32(bitPattern: shifted.bitPattern) &- Int32(bitPattern: magic.bitPattern)
-    return p * Float(bitPattern: UInt32(bitPattern: (kBits &+ 127) &<< 23))
-}
-
-/// GELU(x) = x/2 (1 + erf(x / sqrt 2)), the exact (erf) form. erf uses Abramowitz and Stegun
-/// 7.1.26 (|error| <= 1.5e-7 absolute): for a = |z|, t = 1/(1 + 0.3275911 a),
-/// 1 - erf(a) = t(a1 + t(a2 + ...)) e^{-a^2}. Writing y = 1 - erf(|z|) gives 1 + erf(z) = 2 - y for
-/// z >= 0 and y for z < 0, so negative inputs never suffer a cancellation.
-@inlinable @inline(__always)
-func fastGELU(_ x: Float) -> Float {
-    let z = x * 0.7071067811865476
-    let a = abs(z)
-    let t = 1 / (1 + 0.3275911 * a)
-    var p: Float = 1.061405429
-    p = p * t - 1.453152027
-    p = p * t + 1.421413741
-    p = p * t - 0.284496736
-    p = p * t + 0.254829592
-    let y = p * t * fastExp(-(a * a))
-    let onePlusErf = z < 0 ? y : 2 - y
-    return 0.5 * x * onePlusErf
-}
+// exp and GELU (exact erf form) are Sources/CKernels/kernels_body.inc's fast_exp and fast_gelu:
+// e^x as 2^k e^r with a degree-7 Taylor polynomial for e^r (relative error < 3e-7), erf by
+// Abramowitz and Stegun 7.1.26 (|error| <= 1.5e-7), written so that 1 + erf(z) for negative z
+// never cancels.
 
 // MARK: - add
 
@@ -128,9 +70,9 @@ public func addBiasRows(_ x: UnsafeMutablePointer<Float>, ld: Int, _ bias: Unsaf
     rind_add_bias_rows(x, ld, bias, N, C)
 }
 
-/// out (n) = GELU(inp (n)), exact erf form (see `fastGELU`). out may equal inp.
+/// out (n) = GELU(inp (n)), exact erf form. out may equal inp.
 public func gelu(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ n: Int) {
-    for i in 0..<n { out[i] = fastGELU(inp[i]) }
+    rind_gelu(out, inp, n)
 }
 
 /// Reference of `gelu`: libm's erff.
@@ -141,7 +83,7 @@ public func geluReference(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePoint
     }
 }
 
-/// out (n) = exp(inp (n)) by `fastExp`; exposed so tests can check it against libm.
+/// out (n) = exp(inp (n)) by the kernels' exp; exposed so tests can check it against libm.
 public func expVector(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ n: Int) {
     rind_exp(out, inp, n)
 }

@@ -80,3 +80,41 @@ func gemm(
                     Int32(M), Int32(N), Int32(K), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 }
+
+/// One way of running the engine: a matrix-product backend and a row-kernel code path. The test
+/// suite runs the kernels and the parity checks once per path this machine supports.
+public struct ComputePath: Sendable, Equatable, CustomStringConvertible {
+    public var matmul: MatmulBackend
+    public var kernels: KernelISA
+
+    public init(matmul: MatmulBackend, kernels: KernelISA) {
+        self.matmul = matmul
+        self.kernels = kernels
+    }
+
+    public var description: String { "matmul \(matmul), kernels \(kernels)" }
+
+    /// Every combination this machine supports.
+    public static var supported: [ComputePath] {
+        MatmulBackend.available.flatMap { m in KernelISA.supported.map { ComputePath(matmul: m, kernels: $0) } }
+    }
+
+    /// The path in use (process-wide).
+    public static var current: ComputePath {
+        get { ComputePath(matmul: MatmulBackend.current, kernels: KernelISA.current) }
+        set {
+            MatmulBackend.current = newValue.matmul
+            KernelISA.current = newValue.kernels
+        }
+    }
+
+    /// Runs `body` once on each supported path, then restores the path in use.
+    public static func forEach(_ body: (ComputePath) throws -> Void) rethrows {
+        let before = current
+        defer { current = before }
+        for path in supported {
+            current = path
+            try body(path)
+        }
+    }
+}

@@ -54,6 +54,12 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Matrix-product backend: auto, openblas or onednn (default auto: see MatmulBackend).")
     var matmul: String = "auto"
 
+    @Flag(help: "Scaling mode: step time and peak memory for square images of --sizes pixels (ImageNet-64 official widths, 256 latents, patch 4 up to 128 px and 8 above, batch 1).")
+    var scaling = false
+
+    @Option(parsing: .upToNextOption, help: "Image sides for --scaling, multiples of 8, 8...2048.")
+    var sizes: [Int] = [64, 128, 256, 512, 1024]
+
     @Option(help: .hidden)
     var row: String?
 
@@ -85,6 +91,10 @@ struct Bench: AsyncParsableCommand {
             try runRow(row)
             return
         }
+        if scaling {
+            try benchScaling()
+            return
+        }
         print("rind bench: \(threadCount) thread(s), \(warmup) warm-up + \(repeats) timed steps (median), \(rounds) round(s); sgemm peak = best of three 2048^3 sgemm, measured in each row's process right after its steps")
         print("CPU: \(cpuModelName()); \(MatmulBackend.summary)\n")
         // Per (config, batch): rind, then ONNX Runtime, then torch, round after round, so all three
@@ -108,8 +118,8 @@ struct Bench: AsyncParsableCommand {
                              median(torchRounds.compactMap(seconds)), rss(torchRounds)))
             }
         }
-        var table = "| model | batch | rind s/step | GFLOP/step | GFLOP/s | sgemm peak GFLOP/s | % of peak | rind peak RSS (MiB) |"
-        var rule = "|---|---|---|---|---|---|---|---|"
+        var table = "| model | batch | rind s/step | GFLOP/step | GFLOP/s | sgemm peak GFLOP/s | % of peak | rind peak RSS (MiB) | weights + workspace (MiB) |"
+        var rule = "|---|---|---|---|---|---|---|---|---|"
         if onnx != nil {
             table += " ORT s/step | ORT peak RSS (MiB) | rind / ORT |"
             rule += "---|---|---|"
@@ -124,8 +134,9 @@ struct Bench: AsyncParsableCommand {
             let step = seconds(r.rind)!, gflop = r.rind["gflop_per_step"] as! Double
             let rindRSS = Double(r.rind["peak_rss_bytes"] as! Int) / 1_048_576
             let peak = r.rind["sgemm_peak_gflops"] as! Double
-            var line = String(format: "| %@ | %d | %.4f | %.1f | %.1f | %.1f | %.0f%% | %.0f |", r.config, r.batch, step, gflop,
-                              gflop / step, peak, 100 * gflop / step / peak, rindRSS)
+            let held = Double((r.rind["weight_bytes"] as? Int ?? 0) + (r.rind["workspace_bytes"] as? Int ?? 0)) / 1_048_576
+            var line = String(format: "| %@ | %d | %.4f | %.1f | %.1f | %.1f | %.0f%% | %.0f | %.0f |", r.config, r.batch, step, gflop,
+                              gflop / step, peak, 100 * gflop / step / peak, rindRSS, held)
             for (enabled, other, otherRSS) in [(onnx != nil, r.ort, r.ortRSS), (torch != nil, r.torch, r.torchRSS)] where enabled {
                 if let other {
                     line += String(format: " %.4f | %.0f | %.2f |", other, otherRSS ?? 0, step / other)
@@ -192,13 +203,47 @@ struct Bench: AsyncParsableCommand {
             "seconds_per_step": median, "min_seconds": times.first!,
             "gflop_per_step": RINNetwork.flopsPerImage(config) * Double(batch) / 1e9,
             "peak_rss_bytes": Int(usage.ru_maxrss) * 1024, "parameters": parametersCount,
-            "sgemm_peak_gflops": peak,
+            "sgemm_peak_gflops": peak, "weight_bytes": network.weightBytes, "workspace_bytes": run.workspaceBytes,
+            "tokens": config.tokenCount, "patch": config.patch.size,
         ]
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     }
 
+    /// The scaling mode's model for an image side: ImageNet-64 official widths (D 512, L 768,
+    /// 4 blocks of 4 layers, 16 heads), 256 latents, patch 4 up to 128 pixels and 8 above.
+    static func scalingConfig(side: Int, base: RINConfig) -> RINConfig {
+        var c = base
+        c.image = .init(frames: 1, height: side, width: side, channels: 3)
+        c.patch = .init(size: side <= 128 ? 4 : 8, frames: 1)
+        c.latents.count = 256
+        c.training?.notes = "rind bench --scaling: \(side)x\(side), random weights"
+        return c
+    }
+
+    private func benchScaling() throws {
+        guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 8 && $0 <= 2048 && $0 % 8 == 0 }) else {
+            throw CommandLineError(message: "--sizes must be multiples of 8 in 8...2048")
+        }
+        _ = try loadConfig("imagenet64-official")
+        print("rind bench --scaling: \(threadCount) thread(s), \(warmup) warm-up + \(repeats) timed steps (median), batch 1, random weights; ImageNet-64 official widths (D 512, L 768, 4 x 4 blocks), 256 latents, patch 4 up to 128 px, 8 above")
+        print("CPU: \(cpuModelName()); \(MatmulBackend.summary)\n")
+        print("| image | patch | tokens n | GFLOP/step | s/step | GFLOP/s | µs per pixel | peak RSS (MiB) | weights (MiB) | workspace (MiB) |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for side in sizes {
+            let r = try child(config: "scaling-\(side)", batch: 1)
+            let step = seconds(r)!, gflop = r["gflop_per_step"] as! Double
+            let mib = { (key: String) in Double(r[key] as? Int ?? 0) / 1_048_576 }
+            print(String(format: "| %d x %d | %d | %d | %.1f | %.3f | %.1f | %.2f | %.0f | %.0f | %.0f |", side, side,
+                         r["patch"] as? Int ?? 0, r["tokens"] as? Int ?? 0, gflop, step, gflop / step,
+                         step * 1e6 / Double(side * side), mib("peak_rss_bytes"), mib("weight_bytes"), mib("workspace_bytes")))
+        }
+    }
+
     private func loadConfig(_ name: String) throws -> RINConfig {
+        if name.hasPrefix("scaling-"), let side = Int(name.dropFirst("scaling-".count)) {
+            return Bench.scalingConfig(side: side, base: try loadConfig("imagenet64-official"))
+        }
         let path = URL(fileURLWithPath: configsDir).appendingPathComponent("\(name).json")
         guard let data = try? Data(contentsOf: path) else { throw CommandLineError(message: "no config \(path.path)") }
         return try RINConfig.decode(data, file: path.path)

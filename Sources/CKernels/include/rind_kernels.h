@@ -15,6 +15,9 @@ extern "C" {
 /// x (N, C; row stride ld) = GELU(x + bias (C)), exact erf form (A&S 7.1.26, |err| <= 1.5e-7).
 void rind_bias_gelu_rows(float *x, long ld, const float *bias, long N, long C);
 
+/// out (n) = GELU(inp (n)); out may equal inp.
+void rind_gelu(float *out, const float *inp, long n);
+
 /// x (N, C; row stride ld) += bias (C).
 void rind_add_bias_rows(float *x, long ld, const float *bias, long N, long C);
 
