@@ -11,10 +11,9 @@ import XCTest
 /// up: oneDNN JIT-compiles its kernels and starts its OpenMP threads).
 ///
 /// The matrix libraries allocate inside their own calls, and their C APIs take no scratch memory:
-/// oneDNN's sgemm its packing buffers on every call, OpenBLAS its per-call job table when it splits
-/// a product across threads (Debian's build keeps it on the heap). So the test holds everything
-/// else to zero: allocations whose caller is one of those libraries (or the C++ and OpenMP runtimes
-/// oneDNN calls through) are counted apart and printed.
+/// oneDNN's sgemm on every call, OpenBLAS when it splits a product across threads. So the test
+/// holds everything else to zero: allocations whose caller is one of those libraries (or the C++
+/// and OpenMP runtimes oneDNN calls through) are counted apart and printed.
 final class AllocationTests: XCTestCase {
     static let matrixLibraries = ["libopenblas", "libdnnl", "libstdc++", "libgomp"]
 
