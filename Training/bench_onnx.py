@@ -8,7 +8,7 @@ the Swift bench to compare against (the engine an engineer would otherwise reach
 The network is `random_model(cfg, 0)` (random weights of the config, as bench_torch.py uses),
 exported with torch.onnx (TorchScript exporter, opset 17, fixed batch) and run by an
 onnxruntime.InferenceSession with intra_op_num_threads = --threads, inter_op 1, all graph
-optimisations on. A step is one network pass plus the DDIM update (numpy), latents carried, no
+optimisations on, worker threads spinning between operators (ORT's default) unless --spinning off. A step is one network pass plus the DDIM update (numpy), latents carried, no
 guidance: the same work bench_torch.py and `rind bench` time. Each (config, batch) row runs in its
 own child process so that its peak RSS is its own. Prints one JSON object per row on stdout:
 
@@ -98,7 +98,7 @@ def check_export(cfg, batch: int, session) -> float:
     return deviation
 
 
-def run_row(config: str, batch: int, threads: int, warmup: int, repeats: int) -> dict:
+def run_row(config: str, batch: int, threads: int, warmup: int, repeats: int, spinning: bool = True) -> dict:
     import numpy as np
     import onnxruntime as ort
     import torch
@@ -116,6 +116,9 @@ def run_row(config: str, batch: int, threads: int, warmup: int, repeats: int) ->
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # ONNX Runtime's worker threads spin between operators by default; "off" lets them sleep,
+        # as rind's oneDNN threads do (a fairer match on a machine shared with other work).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     deviation = check_export(cfg, batch, session)
     shape = (cfg.frames, cfg.height, cfg.width, cfg.channels)
@@ -153,7 +156,7 @@ def run_row(config: str, batch: int, threads: int, warmup: int, repeats: int) ->
         "repeats": repeats, "warmup": warmup,
         # ru_maxrss is in KiB on Linux; it includes the export (torch), so it is an upper bound.
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "onnxruntime": ort.__version__, "max_abs_diff_vs_torch": deviation,
+        "onnxruntime": ort.__version__, "max_abs_diff_vs_torch": deviation, "spinning": spinning,
     }
 
 
@@ -165,13 +168,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="names of Training/configs/*.json")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--spinning", choices=["on", "off"], default="on",
+                    help="ONNX Runtime's intra-op threads spin between operators (its default) or sleep")
     ap.add_argument("--row", nargs=2, metavar=("CONFIG", "BATCH"), help=argparse.SUPPRESS)  # child process
     args = ap.parse_args(argv)
     if args.threads < 1 or args.warmup < 0 or args.repeats < 1 or any(b < 1 for b in args.batches):
         print("error: --threads, --repeats and --batches must be >= 1, --warmup >= 0", file=sys.stderr)
         return 2
     if args.row:
-        print(json.dumps(run_row(args.row[0], int(args.row[1]), args.threads, args.warmup, args.repeats)),
+        print(json.dumps(run_row(args.row[0], int(args.row[1]), args.threads, args.warmup, args.repeats,
+                                 args.spinning == "on")),
               flush=True)
         return 0
     for config in args.configs:
@@ -181,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         for batch in args.batches:
             child = subprocess.run(
                 [sys.executable, str(Path(__file__).resolve()), "--row", config, str(batch),
-                 "--threads", str(args.threads), "--warmup", str(args.warmup), "--repeats", str(args.repeats)],
+                 "--threads", str(args.threads), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
+                 "--spinning", args.spinning],
                 stdout=subprocess.PIPE, text=True)
             if child.returncode != 0:
                 print(f"error: row {config} batch {batch} failed ({child.returncode})", file=sys.stderr)

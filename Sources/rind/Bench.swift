@@ -48,6 +48,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Python with torch, onnx and onnxruntime: also run Training/bench_onnx.py on the same threads.")
     var onnx: String?
 
+    @Option(help: "ONNX Runtime's intra-op threads: on = spin between operators (its default), off = sleep as rind's do.")
+    var onnxSpinning: String = "on"
+
     @Option(help: "Rounds of (rind, ONNX Runtime, torch) rows per (config, batch); the median round is reported.")
     var rounds: Int = 1
 
@@ -77,6 +80,9 @@ struct Bench: AsyncParsableCommand {
         guard !batches.isEmpty, batches.allSatisfy({ SamplingParameters.countRange.contains($0) }) else {
             throw CommandLineError(message: "--batches must be 1...16")
         }
+        guard onnxSpinning == "on" || onnxSpinning == "off" else {
+            throw CommandLineError(message: "--onnx-spinning must be on or off")
+        }
         if matmul != "auto" {
             guard let backend = MatmulBackend(rawValue: matmul) else {
                 throw CommandLineError(message: "--matmul must be auto, openblas or onednn")
@@ -96,7 +102,8 @@ struct Bench: AsyncParsableCommand {
             return
         }
         print("rind bench: \(threadCount) thread(s), \(warmup) warm-up + \(repeats) timed steps (median), \(rounds) round(s); sgemm peak = best of three 2048^3 sgemm, measured in each row's process right after its steps")
-        print("CPU: \(cpuModelName()); \(MatmulBackend.summary)\n")
+        print("CPU: \(cpuModelName()); \(MatmulBackend.summary); row kernels \(KernelISA.current)" +
+              (onnx != nil ? "; ONNX Runtime threads spinning \(onnxSpinning)" : "") + "\n")
         // Per (config, batch): rind, then ONNX Runtime, then torch, round after round, so all three
         // see the same machine load (the cores are shared with other work).
         var rows: [(config: String, batch: Int, rind: [String: Any], ort: Double?, ortRSS: Double?,
@@ -266,8 +273,10 @@ struct Bench: AsyncParsableCommand {
     /// on the same threads.
     private func runPython(_ python: String, script name: String, config: String, batch: Int) throws -> [String: Any]? {
         let script = URL(fileURLWithPath: configsDir).deletingLastPathComponent().appendingPathComponent(name).path
-        let output = try runProcess(python, [script, "--row", config, "\(batch)", "--threads", "\(threadCount)",
-                                             "--warmup", "\(warmup)", "--repeats", "\(repeats)"])
+        var arguments = [script, "--row", config, "\(batch)", "--threads", "\(threadCount)",
+                         "--warmup", "\(warmup)", "--repeats", "\(repeats)"]
+        if name == "bench_onnx.py" { arguments += ["--spinning", onnxSpinning] }
+        let output = try runProcess(python, arguments)
         return output.split(separator: "\n").compactMap {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
         }.last
