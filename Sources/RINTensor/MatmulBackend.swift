@@ -8,8 +8,8 @@ import Foundation
 /// with dlopen where it is installed; its sgemm JIT-compiles kernels for the widest vector unit the
 /// CPU has. `automatic` prefers oneDNN on CPUs with AVX2 or AVX-512: a distribution OpenBLAS that
 /// predates a CPU model falls back to generic kernels (Debian's 0.3.21 runs its SSE3 "Prescott"
-/// kernels on the Sapphire Rapids machines this project is built on, measured ~10x slower than
-/// oneDNN there). The operator may force a backend with RIND_MATMUL=openblas|onednn.
+/// kernels on the Sapphire Rapids machines this project is built on: a step measured about 4x
+/// slower than with oneDNN there, docs/PERFORMANCE.md). The operator may force a backend with RIND_MATMUL=openblas|onednn.
 public enum MatmulBackend: String, CaseIterable, Sendable, CustomStringConvertible {
     case openBLAS = "openblas"
     case oneDNN = "onednn"
