@@ -2,8 +2,8 @@
 // rind: an inference daemon for Recurrent Interface Network (RIN) diffusion models on CPUs.
 //
 // Layers, imported in one direction only (STYLE.md #1):
-//   CBLAS, CLibPNG, CMicroHTTPD (C libraries and shims)
-//   -> RINTensor (kernels on OpenBLAS) -> RINModel (checkpoint + RIN forward pass)
+//   CBLAS, CKernels, CLibPNG, CMicroHTTPD (C libraries and shims)
+//   -> RINTensor (kernels on OpenBLAS, or oneDNN where installed) -> RINModel (checkpoint + RIN forward pass)
 //   -> RINDiffusion (schedules, noise, samplers) -> RINJobs (queue, workers, durable store)
 //   -> RINServer (HTTP on libmicrohttpd) -> rind (the executable, which only wires)
 // RINImage (PNG on libpng) sits beside the stack and is used by the server and the CLI.
@@ -27,11 +27,16 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CLibPNG", pkgConfig: "libpng",
                        providers: [.apt(["libpng-dev"])]),
+        // C kernels: run-time matrix-product backends (oneDNN opened with dlopen, optional), CPU
+        // detection, and elementwise kernels compiled per vector ISA (AVX-512, AVX2, baseline).
+        .target(name: "CKernels", linkerSettings: [.linkedLibrary("dl")]),
+        // Test support only: an interposed malloc that counts allocations (RINDiffusionTests).
+        .target(name: "CAllocationCounter"),
         .target(name: "CMicroHTTPD",
                 linkerSettings: [.linkedLibrary("microhttpd")]),
 
         // Engine
-        .target(name: "RINTensor", dependencies: ["CBLAS"]),
+        .target(name: "RINTensor", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "RINModel", dependencies: ["RINTensor"]),
         .target(name: "RINDiffusion", dependencies: ["RINModel", "RINTensor"]),
         .target(name: "RINImage", dependencies: ["CLibPNG"]),
@@ -59,7 +64,7 @@ let package = Package(
         // from #filePath, so no test target bundles resources.
         .testTarget(name: "RINTensorTests", dependencies: ["RINTensor"]),
         .testTarget(name: "RINModelTests", dependencies: ["RINModel", "RINTensor"]),
-        .testTarget(name: "RINDiffusionTests", dependencies: ["RINDiffusion", "RINModel"]),
+        .testTarget(name: "RINDiffusionTests", dependencies: ["RINDiffusion", "RINModel", "RINTensor", "CAllocationCounter"]),
         .testTarget(name: "RINImageTests", dependencies: ["RINImage"]),
         .testTarget(name: "RINJobsTests", dependencies: ["RINJobs", "RINDiffusion", "RINModel"]),
         .testTarget(name: "RINServerTests", dependencies: ["RINServer", "RINJobs", "RINImage"]),

@@ -3,7 +3,9 @@
 # Used by `make run` and `make test`; safe to run any number of times. Uses sudo when not root.
 set -euo pipefail
 
-packages=(libopenblas-dev libpng-dev libmicrohttpd-dev pkg-config python3-venv)
+# libdnnl2 (oneDNN) is optional at run time (opened with dlopen): with it the engine uses oneDNN's
+# sgemm on AVX2/AVX-512 CPUs, and the tests check that path too.
+packages=(libopenblas-dev libdnnl2 libpng-dev libmicrohttpd-dev pkg-config python3-venv)
 # The tests: systemd-analyze verifies the unit; debootstrap and systemd-nspawn boot it under a real
 # systemd (scripts/boot-test.sh).
 [ "${1:-}" = "--test" ] && packages+=(systemd debootstrap systemd-container)

@@ -16,6 +16,8 @@ public final class SamplingRun {
     public let checkpoint: RINCheckpoint
     public private(set) var stepsDone = 0
     public var isFinished: Bool { stepsDone >= parameters.steps }
+    /// Bytes of the network's scratch (`RINWorkspace`) this run holds.
+    public var workspaceBytes: Int { workspace.byteCount }
 
     private let schedule: NoiseSchedule
     private let network: RINNetwork

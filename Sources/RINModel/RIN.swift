@@ -34,6 +34,8 @@ protocol WeightSource {
     var storages: [TensorStorage] { get }
     /// False for sources whose pointers hold no real values (the shape recorder).
     var providesValues: Bool { get }
+    /// Adds a buffer made at load (a transposed weight) to `storages`.
+    mutating func keep(_ storage: TensorStorage)
     mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float>
 }
 
@@ -49,6 +51,8 @@ struct FileWeights: WeightSource {
         self.file = file
         storages = [file.map]
     }
+
+    mutating func keep(_ storage: TensorStorage) { storages.append(storage) }
 
     mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float> {
         guard let entry = file.entries[name] else { throw .missingTensor(path: file.path, tensor: name) }
@@ -80,6 +84,8 @@ struct RandomWeights: WeightSource {
         state = seed &+ 0x5EED
         self.zeroLatentConditioning = zeroLatentConditioning
     }
+
+    mutating func keep(_ storage: TensorStorage) { storages.append(storage) }
 
     mutating func uniform() -> Float {
         state &+= 0x9E37_79B9_7F4A_7C15
@@ -115,6 +121,7 @@ struct ShapeRecorder: WeightSource {
     static let dummy = TensorStorage(floats: 1)
     var storages: [TensorStorage] { [Self.dummy] }
     var providesValues: Bool { false }
+    mutating func keep(_ storage: TensorStorage) {}
     mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float> {
         tensors.append((name, shape))
         return UnsafePointer(Self.dummy.floats)
@@ -134,7 +141,6 @@ struct Linear {
     let inputs: Int
     let outputs: Int
     let transposed: Bool
-    private let transposedStorage: TensorStorage?
 
     init(_ source: inout some WeightSource, _ name: String, inputs: Int, outputs: Int) throws(CheckpointError) {
         let stored = try source.take(name + ".weight", [outputs, inputs], .linearWeight(fanIn: inputs))
@@ -149,11 +155,10 @@ struct Linear {
             }
             weight = UnsafePointer(t)
             transposed = true
-            transposedStorage = storage
+            source.keep(storage)  // the network keeps it alive with the other weight buffers
         } else {
             weight = stored
             transposed = false
-            transposedStorage = nil
         }
     }
 
@@ -371,6 +376,10 @@ public final class RINNetwork: @unchecked Sendable {
     /// Keeps the memory map and any converted or random buffers alive as long as the weights.
     private let storages: [TensorStorage]
 
+    /// Bytes the weights occupy: the checkpoint's memory map (whole file) plus every buffer made
+    /// at load (converted float16/bfloat16 tensors, transposed copies, random weights).
+    public var weightBytes: Int { storages.reduce(0) { $0 + $1.byteCount } }
+
     init(config c: RINConfig, source: inout some WeightSource) throws(CheckpointError) {
         config = c
         let D = c.interface.dim, L = c.latents.dim, P = c.patchValues, n = c.tokenCount
@@ -547,6 +556,7 @@ struct RecordingRandomWeights: WeightSource {
     var tensors: [SafeTensorsWriter.Tensor] = []
     var storages: [TensorStorage] { random.storages }
     var providesValues: Bool { true }
+    mutating func keep(_ storage: TensorStorage) { random.keep(storage) }
 
     mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float> {
         let p = try random.take(name, shape, role)

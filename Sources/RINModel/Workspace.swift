@@ -6,7 +6,8 @@ import RINTensor
 /// Buffers (B = batch; legend in RIN.swift):
 ///   patches (B*n, max(P, 1))   x, xNorm (B*n, D)   zNorm, selfCond, zeros (B*m, L)
 ///   q, attended (B*max(n, m), max(Ci, L))   k, v (B*max(n, m), max(Ci, L))
-///   scores (max(n, m), max(n, m))   hidden (B * max(m*Fl, n*Fi))
+///   scores (max(n, m), m): every attention has the m latents on one side (read m x n, compute
+///   m x m, write n x m)   hidden (B * max(m*Fl, n*Fi))
 ///   timeFeatures (B, L/4)   timeHidden (B, L)
 public final class RINWorkspace: @unchecked Sendable {
     public let config: RINConfig
@@ -14,6 +15,8 @@ public final class RINWorkspace: @unchecked Sendable {
     let patches, x, xNorm, zNorm, selfCond, zeros: UnsafeMutablePointer<Float>
     let q, k, v, attended, scores, hidden, timeFeatures, timeHidden: UnsafeMutablePointer<Float>
     private var all: [UnsafeMutablePointer<Float>] = []
+    /// Bytes of all the buffers together.
+    public let byteCount: Int
 
     /// Scratch for batches of 1...`batch` images of `config`'s model.
     public init(config c: RINConfig, batch: Int) {
@@ -23,7 +26,9 @@ public final class RINWorkspace: @unchecked Sendable {
         let B = batch, n = c.tokenCount, m = c.latents.count, D = c.interface.dim, L = c.latents.dim
         let rows = max(n, m), width = max(c.crossWidth, L)
         var made: [UnsafeMutablePointer<Float>] = []
+        var bytes = 0
         func make(_ count: Int) -> UnsafeMutablePointer<Float> {
+            bytes += max(count, 1) * MemoryLayout<Float>.stride
             let p = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
             p.initialize(repeating: 0, count: max(count, 1))
             made.append(p)
@@ -39,11 +44,12 @@ public final class RINWorkspace: @unchecked Sendable {
         k = make(B * rows * width)
         v = make(B * rows * width)
         attended = make(B * rows * width)
-        scores = make(rows * rows)
+        scores = make(rows * m)
         hidden = make(B * max(m * c.latentHidden, n * c.interfaceHidden))
         timeFeatures = make(B * L / 4)
         timeHidden = make(B * L)
         all = made
+        byteCount = bytes
     }
 
     deinit { for p in all { p.deallocate() } }

@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 
 /// The number of threads OpenBLAS uses for every matrix product in this process.
 ///
@@ -6,9 +7,10 @@ import CBLAS
 /// at start-up (and `rind bench` sets it per run so that the sgemm peak and the model use the same
 /// number of threads).
 public enum BLASThreads {
-    /// Sets the OpenBLAS thread count; values below 1 are treated as 1.
+    /// Sets the thread count of OpenBLAS and of oneDNN (`MatmulBackend`); values below 1 are treated as 1.
     public static func set(_ n: Int) {
         openblas_set_num_threads(Int32(max(1, n)))
+        rind_gemm_set_threads(Int32(max(1, n)))
     }
 
     /// The thread count OpenBLAS will use for the next product.

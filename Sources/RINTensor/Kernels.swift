@@ -1,4 +1,23 @@
+import CKernels
 import Foundation
+
+/// The code path of the row kernels (GELU, softmax, LayerNorm, adds): C compiled per vector ISA
+/// (Sources/CKernels), the widest this CPU supports chosen on first use. Process-wide; tests
+/// switch it to check every path the machine has.
+public enum KernelISA: Int32, CaseIterable, Sendable, CustomStringConvertible {
+    case baseline = 0, avx2 = 1, avx512 = 2
+
+    public var description: String { ["baseline", "avx2", "avx512"][Int(rawValue)] }
+
+    /// Paths this CPU can run, narrowest first.
+    public static var supported: [KernelISA] { allCases.filter { rind_kernels_supports($0.rawValue) != 0 } }
+
+    /// The path in use.
+    public static var current: KernelISA {
+        get { KernelISA(rawValue: rind_kernels_isa()) ?? .baseline }
+        set { precondition(rind_kernels_set_isa(newValue.rawValue) == 0, "KernelISA: \(newValue) not supported here") }
+    }
+}
 
 // Elementwise and row kernels (llm.c style: outputs first, then inputs, weights, dimensions; the
 // caller owns every buffer; nothing here allocates).
@@ -8,84 +27,21 @@ import Foundation
 //   C   row width (channels)
 //   n   element count of a flat array
 //
-// Each optimised kernel works on 16-float SIMD vectors (the compiler maps them onto whatever vector
-// registers the target has) and has a plain scalar `...Reference` twin beside it; RINTensorTests
-// checks one against the other.
+// The hot kernels forward to Sources/CKernels (per-ISA C, `KernelISA`); each has a plain scalar
+// Swift `...Reference` twin beside it, and RINTensorTests checks one against the other on every
+// path the machine supports.
 
-@usableFromInline typealias Vec = SIMD16<Float>
-@usableFromInline let vecWidth = 16
-
-@inlinable @inline(__always)
-func load(_ p: UnsafePointer<Float>) -> Vec {
-    UnsafeRawPointer(p).loadUnaligned(as: Vec.self)
-}
-
-@inlinable @inline(__always)
-func store(_ v: Vec, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec.self)
-}
-
-// MARK: - exp and erf
-
-// These are written as branch-free scalar functions and used in plain counted loops: LLVM's loop
-// vectorizer turns such loops into full-width vector code (min/max, selects and bit casts all have
-// vector forms), which measured much faster than Swift's generic SIMD16 operations (clamped,
-// replacing), whose lane-by-lane fallbacks are not always vectorised.
-
-/// e^x: x = k ln2 + r with |r| <= ln2/2, e^r by a degree-7 Taylor polynomial (truncation error
-/// < 2e-8 relative), 2^k built in the exponent bits. Inputs are clamped to (-87.3, 88.7), so very
-/// negative inputs give ~1e-38 rather than 0 (harmless where it is used: softmax weights and the
-/// erf tail, both multiplied by small factors).
-@inlinable @inline(__always)
-func fastExp(_ xIn: Float) -> Float {
-    let x = min(max(xIn, -87.3), 88.7)
-    // Round x / ln2 to an integer by adding 1.5 * 2^23: the float's low mantissa bits then hold k.
-    let magic: Float = 12_582_912
-    let shifted = x * 1.442695040888963 + magic
-    let k = shifted - magic
-    let r = x - k * 0.693145751953125 - k * 1.428606765330187e-06
-    var p: Float = 1 / 5040
-    p = p * r + 1 / 720
-    p = p * r + 1 / 120
-    p = p * r + 1 / 24
-    p = p * r + 1 / 6
-    p = p * r + 0.5
-    p = p * r + 1
-    p = p * r + 1
-    let kBits = Int32(bitPattern: shifted.bitPattern) &- Int32(bitPattern: magic.bitPattern)
-    return p * Float(bitPattern: UInt32(bitPattern: (kBits &+ 127) &<< 23))
-}
-
-/// GELU(x) = x/2 (1 + erf(x / sqrt 2)), the exact (erf) form. erf uses Abramowitz and Stegun
-/// 7.1.26 (|error| <= 1.5e-7 absolute): for a = |z|, t = 1/(1 + 0.3275911 a),
-/// 1 - erf(a) = t(a1 + t(a2 + ...)) e^{-a^2}. Writing y = 1 - erf(|z|) gives 1 + erf(z) = 2 - y for
-/// z >= 0 and y for z < 0, so negative inputs never suffer a cancellation.
-@inlinable @inline(__always)
-func fastGELU(_ x: Float) -> Float {
-    let z = x * 0.7071067811865476
-    let a = abs(z)
-    let t = 1 / (1 + 0.3275911 * a)
-    var p: Float = 1.061405429
-    p = p * t - 1.453152027
-    p = p * t + 1.421413741
-    p = p * t - 0.284496736
-    p = p * t + 0.254829592
-    let y = p * t * fastExp(-(a * a))
-    let onePlusErf = z < 0 ? y : 2 - y
-    return 0.5 * x * onePlusErf
-}
+// exp and GELU (exact erf form) are Sources/CKernels/kernels_body.inc's fast_exp and fast_gelu:
+// e^x as 2^k e^r with a degree-7 Taylor polynomial for e^r (relative error < 3e-7), erf by
+// Abramowitz and Stegun 7.1.26 (|error| <= 1.5e-7), written so that 1 + erf(z) for negative z
+// never cancels.
 
 // MARK: - add
 
 /// out (n) += inp (n).
 @inlinable
 public func addInPlace(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ n: Int) {
-    var i = 0
-    while i + vecWidth <= n {
-        store(load(out + i) + load(inp + i), out + i)
-        i += vecWidth
-    }
-    while i < n { out[i] += inp[i]; i += 1 }
+    rind_add(out, inp, n)
 }
 
 /// Reference of `addInPlace`.
@@ -99,12 +55,24 @@ public func addInPlaceReference(_ out: UnsafeMutablePointer<Float>, _ inp: Unsaf
 /// its activation.
 @inlinable
 public func biasGELUInPlace(_ x: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, _ n: Int) {
-    for i in 0..<n { x[i] = fastGELU(x[i] + bias[i]) }
+    rind_bias_gelu_rows(x, n, bias, 1, n)
 }
 
-/// out (n) = GELU(inp (n)), exact erf form (see `fastGELU`). out may equal inp.
+/// x (N, C) = GELU(x + bias (C)) row by row, in place.
+@inlinable
+public func biasGELURows(_ x: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, _ N: Int, _ C: Int) {
+    rind_bias_gelu_rows(x, C, bias, N, C)
+}
+
+/// x (N, C; rows ld apart) += bias (C).
+@inlinable
+public func addBiasRows(_ x: UnsafeMutablePointer<Float>, ld: Int, _ bias: UnsafePointer<Float>, _ N: Int, _ C: Int) {
+    rind_add_bias_rows(x, ld, bias, N, C)
+}
+
+/// out (n) = GELU(inp (n)), exact erf form. out may equal inp.
 public func gelu(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ n: Int) {
-    for i in 0..<n { out[i] = fastGELU(inp[i]) }
+    rind_gelu(out, inp, n)
 }
 
 /// Reference of `gelu`: libm's erff.
@@ -115,9 +83,9 @@ public func geluReference(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePoint
     }
 }
 
-/// out (n) = exp(inp (n)) by `fastExp`; exposed so tests can check it against libm.
+/// out (n) = exp(inp (n)) by the kernels' exp; exposed so tests can check it against libm.
 public func expVector(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ n: Int) {
-    for i in 0..<n { out[i] = fastExp(inp[i]) }
+    rind_exp(out, inp, n)
 }
 
 // MARK: - SiLU
@@ -137,29 +105,7 @@ public func layerNorm(
     _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
     _ N: Int, _ C: Int, eps: Float = 1e-6
 ) {
-    for row in 0..<N {
-        let x = inp + row * C
-        let o = out + row * C
-        var acc = Vec(repeating: 0)
-        var i = 0
-        while i + vecWidth <= C { acc += load(x + i); i += vecWidth }
-        var sum = acc.sum()
-        while i < C { sum += x[i]; i += 1 }
-        let mean = sum / Float(C)
-        // Two passes (mean, then squared deviations) rather than E[x^2] - E[x]^2, which cancels.
-        var accv = Vec(repeating: 0)
-        i = 0
-        while i + vecWidth <= C { let d = load(x + i) - mean; accv += d * d; i += vecWidth }
-        var sumsq = accv.sum()
-        while i < C { let d = x[i] - mean; sumsq += d * d; i += 1 }
-        let rstd = 1 / (sumsq / Float(C) + eps).squareRoot()
-        i = 0
-        while i + vecWidth <= C {
-            store((load(x + i) - mean) * rstd * load(weight + i) + load(bias + i), o + i)
-            i += vecWidth
-        }
-        while i < C { o[i] = (x[i] - mean) * rstd * weight[i] + bias[i]; i += 1 }
-    }
+    rind_layer_norm(out, inp, weight, bias, N, C, eps)
 }
 
 /// Reference of `layerNorm` (double accumulation).
@@ -187,29 +133,7 @@ public func layerNormReference(
 /// x (N, C): each row replaced by its softmax, in place (max subtracted first).
 @inlinable
 public func softmaxRows(_ x: UnsafeMutablePointer<Float>, _ N: Int, _ C: Int) {
-    for row in 0..<N {
-        let r = x + row * C
-        // Four independent running maxima: a plain max reduction is not vectorised (no fast-math),
-        // and Swift's generic SIMD max fell back to lane-by-lane code.
-        var m0 = -Float.infinity, m1 = m0, m2 = m0, m3 = m0
-        var i = 0
-        while i + 4 <= C {
-            m0 = max(m0, r[i]); m1 = max(m1, r[i + 1]); m2 = max(m2, r[i + 2]); m3 = max(m3, r[i + 3])
-            i += 4
-        }
-        while i < C { m0 = max(m0, r[i]); i += 1 }
-        let maxv = max(max(m0, m1), max(m2, m3))
-        for j in 0..<C { r[j] = fastExp(r[j] - maxv) }
-        var acc = Vec(repeating: 0)
-        i = 0
-        while i + vecWidth <= C { acc += load(r + i); i += vecWidth }
-        var sum = acc.sum()
-        while i < C { sum += r[i]; i += 1 }
-        let inv = 1 / sum
-        i = 0
-        while i + vecWidth <= C { store(load(r + i) * inv, r + i); i += vecWidth }
-        while i < C { r[i] *= inv; i += 1 }
-    }
+    rind_softmax_rows(x, N, C)
 }
 
 /// Reference of `softmaxRows`.

@@ -1,7 +1,5 @@
 import Foundation
-import CBLAS
-
-// Matrix products, all through cblas_sgemm (row-major).
+// Matrix products, all through `gemm` (row-major sgemm on the current `MatmulBackend`).
 //
 // Shape legend
 //   N   rows of the input (tokens, possibly several images' tokens stacked)
@@ -29,9 +27,6 @@ public func linear(
 /// load and the rest stay in place in the memory map.
 public func prefersTransposedWeight(inputs C: Int, outputs OC: Int) -> Bool { OC > C }
 
-@inlinable @inline(__always)
-func weightTranspose(_ transposed: Bool) -> CBLAS_TRANSPOSE { transposed ? CblasNoTrans : CblasTrans }
-
 /// As `linear`, with explicit row strides: out rows are `ldOut` floats apart, inp rows `ldInp` apart.
 /// Lets the time MLP write its token straight into a row of the latent array.
 @inlinable
@@ -40,11 +35,9 @@ public func linearStrided(
     _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
     _ N: Int, _ C: Int, _ OC: Int, transposedWeight: Bool = false
 ) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, weightTranspose(transposedWeight), Int32(N), Int32(OC), Int32(C),
-                1, inp, Int32(ldInp), weight, Int32(transposedWeight ? OC : C), 0, out, Int32(ldOut))
-    if let bias {
-        for row in 0..<N { addInPlace(out + row * ldOut, bias, OC) }
-    }
+    gemm(transA: false, transB: !transposedWeight, N, OC, C, alpha: 1, inp, ldInp,
+                weight, transposedWeight ? OC : C, beta: 0, out, ldOut)
+    if let bias { addBiasRows(out, ld: ldOut, bias, N, OC) }
 }
 
 /// out (N, OC) += inp (N, C) @ weight (OC, C)^T + bias (OC): the residual update, accumulated by
@@ -55,11 +48,9 @@ public func linearAccumulate(
     _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
     _ N: Int, _ C: Int, _ OC: Int, transposedWeight: Bool = false
 ) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, weightTranspose(transposedWeight), Int32(N), Int32(OC), Int32(C),
-                1, inp, Int32(C), weight, Int32(transposedWeight ? OC : C), 1, out, Int32(OC))
-    if let bias {
-        for row in 0..<N { addInPlace(out + row * OC, bias, OC) }
-    }
+    gemm(transA: false, transB: !transposedWeight, N, OC, C, alpha: 1, inp, C,
+                weight, transposedWeight ? OC : C, beta: 1, out, OC)
+    if let bias { addBiasRows(out, ld: OC, bias, N, OC) }
 }
 
 /// out (N, OC) = GELU(inp (N, C) @ weight (OC, C)^T + bias (OC)): the first feed-forward layer with
@@ -70,9 +61,9 @@ public func linearGELU(
     _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
     _ N: Int, _ C: Int, _ OC: Int, transposedWeight: Bool = false
 ) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, weightTranspose(transposedWeight), Int32(N), Int32(OC), Int32(C),
-                1, inp, Int32(C), weight, Int32(transposedWeight ? OC : C), 0, out, Int32(OC))
-    for row in 0..<N { biasGELUInPlace(out + row * OC, bias, OC) }
+    gemm(transA: false, transB: !transposedWeight, N, OC, C, alpha: 1, inp, C,
+                weight, transposedWeight ? OC : C, beta: 0, out, OC)
+    biasGELURows(out, bias, N, OC)
 }
 
 /// c (M, N) = a (M, K) @ b (K, N), plain row-major sgemm; used by the benchmark to measure the
@@ -81,8 +72,7 @@ public func sgemm(
     _ c: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
     _ M: Int, _ K: Int, _ N: Int
 ) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(M), Int32(N), Int32(K),
-                1, a, Int32(K), b, Int32(N), 0, c, Int32(N))
+    gemm(transA: false, transB: false, M, N, K, alpha: 1, a, K, b, N, beta: 0, c, N)
 }
 
 /// Multi-head attention for one image: out (Nq, Cw) = concat_h softmax(q_h k_h^T / sqrt(hd)) v_h.
@@ -101,12 +91,10 @@ public func attention(
     for h in 0..<H {
         let off = h * hd
         // scores (Nq, Nk) = scale * q_h (Nq, hd) @ k_h (Nk, hd)^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(Nq), Int32(Nk), Int32(hd),
-                    scale, q + off, Int32(Cw), k + off, Int32(Cw), 0, scores, Int32(Nk))
+        gemm(transA: false, transB: true, Nq, Nk, hd, alpha: scale, q + off, Cw, k + off, Cw, beta: 0, scores, Nk)
         softmaxRows(scores, Nq, Nk)
         // out_h (Nq, hd) = scores (Nq, Nk) @ v_h (Nk, hd)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(Nq), Int32(hd), Int32(Nk),
-                    1, scores, Int32(Nk), v + off, Int32(Cw), 0, out + off, Int32(Cw))
+        gemm(transA: false, transB: false, Nq, hd, Nk, alpha: 1, scores, Nk, v + off, Cw, beta: 0, out + off, Cw)
     }
 }
 

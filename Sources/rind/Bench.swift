@@ -1,6 +1,6 @@
-// `rind bench`: seconds per sampling step of the engine on the official configurations (random
-// weights), model GFLOP/s against the machine's sgemm peak, peak RSS, and optionally the PyTorch
-// reference on the same threads.
+// `rind bench`: seconds per sampling step of the engine on the bundled and official configurations
+// (random weights), model GFLOP/s against the machine's sgemm peak, peak RSS, and optionally the
+// same network in ONNX Runtime and in PyTorch on the same threads, interleaved row by row.
 import ArgumentParser
 import Foundation
 import RINDiffusion
@@ -12,19 +12,26 @@ struct Bench: AsyncParsableCommand {
         abstract: "Benchmark sampling steps on the official RIN configurations (random weights).",
         discussion: """
             A step is one network pass plus the DDIM update, latents carried, no guidance (as \
-            Training/bench_torch.py times it). Each (config, batch) row runs in a child process so its \
-            peak RSS is its own. GFLOP/s counts every matrix product of the network analytically from \
-            the config; the sgemm peak is a 2048^3 cblas_sgemm on the same threads.
+            Training/bench_torch.py and Training/bench_onnx.py time it). Each (config, batch) row runs \
+            in a child process so its peak RSS is its own; with --onnx / --torch the other engines' \
+            rows run right after rind's, in --rounds rounds, so that machine noise hits all of them; \
+            each figure is the median over rounds of each round's median step. GFLOP/s counts every \
+            matrix product of the network analytically from the config; the sgemm peak is a 2048^3 \
+            sgemm on the same backend and threads.
             """)
+
+    /// The models timed by default: the bundled ones first, then the paper's official configs.
+    /// Add a bundled model here by the name of its Training/configs/NAME.json.
+    static let defaultConfigs = ["cifar10-bundled", "cifar10-official", "imagenet64-official"]
 
     @Option(help: "OpenBLAS threads (default: all cores).")
     var threads: Int?
 
     @Option(parsing: .upToNextOption, help: "Batch sizes (images per step), 1...16.")
-    var batches: [Int] = [1, 8]
+    var batches: [Int] = [1, 2, 8]
 
     @Option(parsing: .upToNextOption, help: "Config names in --configs-dir.")
-    var configs: [String] = ["imagenet64-official", "cifar10-official"]
+    var configs: [String] = Bench.defaultConfigs
 
     @Option(help: "Where the config JSON files are.")
     var configsDir: String = "Training/configs"
@@ -38,6 +45,24 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Python with torch: also run Training/bench_torch.py on the same threads.")
     var torch: String?
 
+    @Option(help: "Python with torch, onnx and onnxruntime: also run Training/bench_onnx.py on the same threads.")
+    var onnx: String?
+
+    @Option(help: "ONNX Runtime's intra-op threads: on = spin between operators (its default), off = sleep as rind's do.")
+    var onnxSpinning: String = "on"
+
+    @Option(help: "Rounds of (rind, ONNX Runtime, torch) rows per (config, batch); the median round is reported.")
+    var rounds: Int = 1
+
+    @Option(help: "Matrix-product backend: auto, openblas or onednn (default auto: see MatmulBackend).")
+    var matmul: String = "auto"
+
+    @Flag(help: "Scaling mode: step time and peak memory for square images of --sizes pixels (ImageNet-64 official widths, 256 latents, patch 4 up to 128 px and 8 above, batch 1).")
+    var scaling = false
+
+    @Option(parsing: .upToNextOption, help: "Image sides for --scaling, multiples of 8, 8...2048.")
+    var sizes: [Int] = [64, 128, 256, 512, 1024]
+
     @Option(help: .hidden)
     var row: String?
 
@@ -49,53 +74,106 @@ struct Bench: AsyncParsableCommand {
 
     private func bench() throws {
         guard threadCount >= 1 else { throw CommandLineError(message: "--threads must be >= 1") }
-        guard warmup >= 0, repeats >= 1 else { throw CommandLineError(message: "--warmup must be >= 0 and --repeats >= 1") }
+        guard warmup >= 0, repeats >= 1, rounds >= 1 else {
+            throw CommandLineError(message: "--warmup must be >= 0, --repeats and --rounds >= 1")
+        }
         guard !batches.isEmpty, batches.allSatisfy({ SamplingParameters.countRange.contains($0) }) else {
             throw CommandLineError(message: "--batches must be 1...16")
+        }
+        guard onnxSpinning == "on" || onnxSpinning == "off" else {
+            throw CommandLineError(message: "--onnx-spinning must be on or off")
+        }
+        if matmul != "auto" {
+            guard let backend = MatmulBackend(rawValue: matmul) else {
+                throw CommandLineError(message: "--matmul must be auto, openblas or onednn")
+            }
+            guard MatmulBackend.available.contains(backend) else {
+                throw CommandLineError(message: "--matmul \(matmul): not available here (oneDNN needs Debian's libdnnl2)")
+            }
+            MatmulBackend.current = backend
         }
         BLASThreads.set(threadCount)
         if let row {
             try runRow(row)
             return
         }
-        print("rind bench: \(threadCount) thread(s), \(warmup) warm-up + \(repeats) timed steps (median); sgemm peak = best of three 2048^3 cblas_sgemm, measured in each row's process right after its steps\n")
-        // Each rind row is followed at once by the same torch row, so both see the same machine
-        // load (the cores are shared with other work).
-        var results: [[String: Any]] = []
-        var torchRows: [String: [String: Any]] = [:]
+        if scaling {
+            try benchScaling()
+            return
+        }
+        print("rind bench: \(threadCount) thread(s), \(warmup) warm-up + \(repeats) timed steps (median), \(rounds) round(s); sgemm peak = best of three 2048^3 sgemm, measured in each row's process right after its steps")
+        print("CPU: \(cpuModelName()); \(MatmulBackend.summary); row kernels \(KernelISA.current)" +
+              (onnx != nil ? "; ONNX Runtime threads spinning \(onnxSpinning)" : "") + "\n")
+        // Per (config, batch): rind, then ONNX Runtime, then torch, round after round, so all three
+        // see the same machine load (the cores are shared with other work).
+        var rows: [(config: String, batch: Int, rind: [String: Any], ort: Double?, ortRSS: Double?,
+                    torch: Double?, torchRSS: Double?)] = []
         for config in configs {
             for batch in batches {
-                results.append(try child(config: config, batch: batch))
-                if let torch, let line = try runTorch(python: torch, config: config, batch: batch) {
-                    torchRows["\(config):\(batch)"] = line
+                var rindRounds: [[String: Any]] = [], ortRounds: [[String: Any]] = [], torchRounds: [[String: Any]] = []
+                for _ in 0..<rounds {
+                    rindRounds.append(try child(config: config, batch: batch))
+                    if let onnx, let line = try runPython(onnx, script: "bench_onnx.py", config: config, batch: batch) {
+                        ortRounds.append(line)
+                    }
+                    if let torch, let line = try runPython(torch, script: "bench_torch.py", config: config, batch: batch) {
+                        torchRounds.append(line)
+                    }
                 }
+                let rind = rindRounds.sorted { seconds($0)! < seconds($1)! }[rindRounds.count / 2]
+                rows.append((config, batch, rind, median(ortRounds.compactMap(seconds)), rss(ortRounds),
+                             median(torchRounds.compactMap(seconds)), rss(torchRounds)))
             }
         }
-        var table = "| model | batch | rind s/step | GFLOP/step | GFLOP/s | sgemm peak GFLOP/s | % of peak | rind peak RSS (MiB) |"
-        var rule = "|---|---|---|---|---|---|---|---|"
+        var table = "| model | batch | rind s/step | GFLOP/step | GFLOP/s | sgemm peak GFLOP/s | % of peak | rind peak RSS (MiB) | weights + workspace (MiB) |"
+        var rule = "|---|---|---|---|---|---|---|---|---|"
+        if onnx != nil {
+            table += " ORT s/step | ORT peak RSS (MiB) | rind / ORT |"
+            rule += "---|---|---|"
+        }
         if torch != nil {
-            table += " torch s/step | torch peak RSS (MiB) | torch / rind |"
+            table += " torch s/step | torch peak RSS (MiB) | rind / torch |"
             rule += "---|---|---|"
         }
         print(table)
         print(rule)
-        for r in results {
-            let config = r["config"] as! String, batch = r["batch"] as! Int
-            let seconds = r["seconds_per_step"] as! Double, gflop = r["gflop_per_step"] as! Double
-            let rss = Double(r["peak_rss_bytes"] as! Int) / 1_048_576
-            let peak = r["sgemm_peak_gflops"] as! Double
-            var line = String(format: "| %@ | %d | %.4f | %.1f | %.1f | %.1f | %.0f%% | %.0f |", config, batch, seconds, gflop,
-                              gflop / seconds, peak, 100 * gflop / seconds / peak, rss)
-            if torch != nil {
-                if let t = torchRows["\(config):\(batch)"], let ts = t["seconds_per_step"] as? Double {
-                    let trss = Double((t["peak_rss_bytes"] as? Int) ?? 0) / 1_048_576
-                    line += String(format: " %.4f | %.0f | %.2fx |", ts, trss, ts / seconds)
+        for r in rows {
+            let step = seconds(r.rind)!, gflop = r.rind["gflop_per_step"] as! Double
+            let rindRSS = Double(r.rind["peak_rss_bytes"] as! Int) / 1_048_576
+            let peak = r.rind["sgemm_peak_gflops"] as! Double
+            let held = Double((r.rind["weight_bytes"] as? Int ?? 0) + (r.rind["workspace_bytes"] as? Int ?? 0)) / 1_048_576
+            var line = String(format: "| %@ | %d | %.4f | %.1f | %.1f | %.1f | %.0f%% | %.0f | %.0f |", r.config, r.batch, step, gflop,
+                              gflop / step, peak, 100 * gflop / step / peak, rindRSS, held)
+            for (enabled, other, otherRSS) in [(onnx != nil, r.ort, r.ortRSS), (torch != nil, r.torch, r.torchRSS)] where enabled {
+                if let other {
+                    line += String(format: " %.4f | %.0f | %.2f |", other, otherRSS ?? 0, step / other)
                 } else {
                     line += " - | - | - |"
                 }
             }
             print(line)
         }
+    }
+
+    private func seconds(_ row: [String: Any]) -> Double? { row["seconds_per_step"] as? Double }
+
+    private func median(_ values: [Double]) -> Double? {
+        guard !values.isEmpty else { return nil }
+        let v = values.sorted()
+        return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
+    }
+
+    /// The largest peak RSS of the rows, MiB.
+    private func rss(_ rows: [[String: Any]]) -> Double? {
+        rows.compactMap { $0["peak_rss_bytes"] as? Int }.max().map { Double($0) / 1_048_576 }
+    }
+
+    /// /proc/cpuinfo's first "model name", or "unknown".
+    private func cpuModelName() -> String {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("model name") }),
+              let colon = line.firstIndex(of: ":") else { return "unknown" }
+        return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
     }
 
     /// One (config, batch) row, run in this (child) process; prints one JSON line.
@@ -128,17 +206,51 @@ struct Bench: AsyncParsableCommand {
         let peak = sgemmPeak()
         let parametersCount = RINNetwork.tensorShapes(for: config).reduce(0) { $0 + $1.shape.reduce(1, *) }
         let result: [String: Any] = [
-            "config": String(parts[0]), "batch": batch, "threads": BLASThreads.current,
+            "config": String(parts[0]), "batch": batch, "threads": BLASThreads.current, "matmul": MatmulBackend.current.rawValue,
             "seconds_per_step": median, "min_seconds": times.first!,
             "gflop_per_step": RINNetwork.flopsPerImage(config) * Double(batch) / 1e9,
             "peak_rss_bytes": Int(usage.ru_maxrss) * 1024, "parameters": parametersCount,
-            "sgemm_peak_gflops": peak,
+            "sgemm_peak_gflops": peak, "weight_bytes": network.weightBytes, "workspace_bytes": run.workspaceBytes,
+            "tokens": config.tokenCount, "patch": config.patch.size,
         ]
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     }
 
+    /// The scaling mode's model for an image side: ImageNet-64 official widths (D 512, L 768,
+    /// 4 blocks of 4 layers, 16 heads), 256 latents, patch 4 up to 128 pixels and 8 above.
+    static func scalingConfig(side: Int, base: RINConfig) -> RINConfig {
+        var c = base
+        c.image = .init(frames: 1, height: side, width: side, channels: 3)
+        c.patch = .init(size: side <= 128 ? 4 : 8, frames: 1)
+        c.latents.count = 256
+        c.training?.notes = "rind bench --scaling: \(side)x\(side), random weights"
+        return c
+    }
+
+    private func benchScaling() throws {
+        guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 8 && $0 <= 2048 && $0 % 8 == 0 }) else {
+            throw CommandLineError(message: "--sizes must be multiples of 8 in 8...2048")
+        }
+        _ = try loadConfig("imagenet64-official")
+        print("rind bench --scaling: \(threadCount) thread(s), \(warmup) warm-up + \(repeats) timed steps (median), batch 1, random weights; ImageNet-64 official widths (D 512, L 768, 4 x 4 blocks), 256 latents, patch 4 up to 128 px, 8 above")
+        print("CPU: \(cpuModelName()); \(MatmulBackend.summary)\n")
+        print("| image | patch | tokens n | GFLOP/step | s/step | GFLOP/s | µs per pixel | peak RSS (MiB) | weights (MiB) | workspace (MiB) |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for side in sizes {
+            let r = try child(config: "scaling-\(side)", batch: 1)
+            let step = seconds(r)!, gflop = r["gflop_per_step"] as! Double
+            let mib = { (key: String) in Double(r[key] as? Int ?? 0) / 1_048_576 }
+            print(String(format: "| %d x %d | %d | %d | %.1f | %.3f | %.1f | %.2f | %.0f | %.0f | %.0f |", side, side,
+                         r["patch"] as? Int ?? 0, r["tokens"] as? Int ?? 0, gflop, step, gflop / step,
+                         step * 1e6 / Double(side * side), mib("peak_rss_bytes"), mib("weight_bytes"), mib("workspace_bytes")))
+        }
+    }
+
     private func loadConfig(_ name: String) throws -> RINConfig {
+        if name.hasPrefix("scaling-"), let side = Int(name.dropFirst("scaling-".count)) {
+            return Bench.scalingConfig(side: side, base: try loadConfig("imagenet64-official"))
+        }
         let path = URL(fileURLWithPath: configsDir).appendingPathComponent("\(name).json")
         guard let data = try? Data(contentsOf: path) else { throw CommandLineError(message: "no config \(path.path)") }
         return try RINConfig.decode(data, file: path.path)
@@ -148,7 +260,8 @@ struct Bench: AsyncParsableCommand {
         _ = try loadConfig(config)  // fail early, with the file's own message
         let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
         let output = try runProcess(executable.path, ["bench", "--row", "\(config):\(batch)", "--threads", "\(threadCount)",
-                                                     "--configs-dir", configsDir, "--warmup", "\(warmup)", "--repeats", "\(repeats)"])
+                                                     "--configs-dir", configsDir, "--warmup", "\(warmup)", "--repeats", "\(repeats)",
+                                                     "--matmul", MatmulBackend.current.rawValue])
         guard let line = output.split(separator: "\n").last,
               let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
             throw CommandLineError(message: "row \(config) batch \(batch) printed no result")
@@ -156,11 +269,14 @@ struct Bench: AsyncParsableCommand {
         return object
     }
 
-    /// One row of Training/bench_torch.py (its `--row CONFIG BATCH` child mode), on the same threads.
-    private func runTorch(python: String, config: String, batch: Int) throws -> [String: Any]? {
-        let script = URL(fileURLWithPath: configsDir).deletingLastPathComponent().appendingPathComponent("bench_torch.py").path
-        let output = try runProcess(python, [script, "--row", config, "\(batch)", "--threads", "\(threadCount)",
-                                             "--warmup", "\(warmup)", "--repeats", "\(repeats)"])
+    /// One row of Training/bench_torch.py or bench_onnx.py (their `--row CONFIG BATCH` child mode),
+    /// on the same threads.
+    private func runPython(_ python: String, script name: String, config: String, batch: Int) throws -> [String: Any]? {
+        let script = URL(fileURLWithPath: configsDir).deletingLastPathComponent().appendingPathComponent(name).path
+        var arguments = [script, "--row", config, "\(batch)", "--threads", "\(threadCount)",
+                         "--warmup", "\(warmup)", "--repeats", "\(repeats)"]
+        if name == "bench_onnx.py" { arguments += ["--spinning", onnxSpinning] }
+        let output = try runProcess(python, arguments)
         return output.split(separator: "\n").compactMap {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
         }.last

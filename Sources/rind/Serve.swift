@@ -167,6 +167,8 @@ struct Serve: AsyncParsableCommand {
         // Workers: OpenBLAS's thread count is process-wide.
         let plan = WorkerPlan.automatic(workers: workers, blasThreads: threads)
         BLASThreads.set(plan.blasThreadsPerWorker)
+        logger.info("compute path", metadata: ["matmul": .string(MatmulBackend.summary),
+                                               "kernels": .string(KernelISA.current.description)])
         let stateDirectory = URL(fileURLWithPath: stateDir ?? Self.defaultStateDirectory())
         var jobConfiguration = JobService.Configuration(
             stateDirectory: stateDirectory, workers: plan.workers, maxQueue: maxQueue, keepJobs: keepJobs,

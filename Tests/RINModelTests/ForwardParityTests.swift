@@ -1,11 +1,16 @@
 import Foundation
 import RINModel
+import RINTensor
 import XCTest
 
 /// Parity of the forward pass against the PyTorch reference (Tests/Fixtures/parity/*/forward.*):
 /// within 1e-4 of the output scale max|ref|.
 final class ForwardParityTests: XCTestCase {
     func testForwardMatchesPyTorch() throws {
+        try ComputePath.forEach { path in try forwardMatchesPyTorch(path) }
+    }
+
+    func forwardMatchesPyTorch(_ path: ComputePath) throws {
         for model in parityModels {
             let directory = fixtures.appendingPathComponent("parity/\(model)")
             let checkpoint = try RINCheckpoint.load(from: directory)
@@ -22,8 +27,8 @@ final class ForwardParityTests: XCTestCase {
                     let reference = tensors[name]!.values
                     let scale = reference.map(abs).max()!
                     let diff = maxAbsDiff(got, reference)
-                    print("parity forward \(model) \(name): max|diff| = \(diff), max|ref| = \(scale)")
-                    XCTAssertLessThanOrEqual(diff, 1e-4 * scale, "\(model) \(name)")
+                    print("parity forward [\(path)] \(model) \(name): max|diff| = \(diff), max|ref| = \(scale)")
+                    XCTAssertLessThanOrEqual(diff, 1e-4 * scale, "\(model) \(name) [\(path)]")
                 }
             }
         }

@@ -15,85 +15,106 @@ final class KernelTests: XCTestCase {
     func maxDiff(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) } }
 
     func testAddMatchesReference() {
-        for n in [0, 1, 15, 16, 17, 100] {
-            let inp = random(n, seed: 1)
-            var a = random(n, seed: 2), b = a
-            addInPlace(&a, inp, n)
-            addInPlaceReference(&b, inp, n)
-            XCTAssertEqual(a, b, "n \(n)")
+        ComputePath.forEach { path in
+            print("path: \(path)")
+            for n in [0, 1, 15, 16, 17, 100] {
+                let inp = random(n, seed: 1)
+                var a = random(n, seed: 2), b = a
+                addInPlace(&a, inp, n)
+                addInPlaceReference(&b, inp, n)
+                XCTAssertEqual(a, b, "n \(n)")
+            }
         }
     }
 
     func testGELUMatchesErfReference() {
-        // Wide range, including the tails where erf saturates and large negative inputs.
-        for n in [1, 7, 16, 33, 1000] {
-            let inp = random(n, seed: UInt64(n), scale: 8)
-            var fast = [Float](repeating: 0, count: n), reference = fast
-            gelu(&fast, inp, n)
-            geluReference(&reference, inp, n)
-            let d = maxDiff(fast, reference)
-            print("gelu n \(n): max|diff| = \(d)")
-            XCTAssertLessThan(d, 2e-6, "n \(n)")
+        ComputePath.forEach { path in
+            print("path: \(path)")
+            // Wide range, including the tails where erf saturates and large negative inputs.
+            for n in [1, 7, 16, 33, 1000] {
+                let inp = random(n, seed: UInt64(n), scale: 8)
+                var fast = [Float](repeating: 0, count: n), reference = fast
+                gelu(&fast, inp, n)
+                geluReference(&reference, inp, n)
+                let d = maxDiff(fast, reference)
+                print("gelu n \(n): max|diff| = \(d)")
+                XCTAssertLessThan(d, 2e-6, "n \(n)")
+            }
+            var extremes: [Float] = [-100, -10, -5, 0, 1e-8, -1e-8, 5, 10, 100, 0.5, -0.5, 3, -3, 88, -88, 1]
+            var reference = extremes
+            geluReference(&reference, extremes, extremes.count)
+            gelu(&extremes, extremes, extremes.count)
+            XCTAssertLessThan(maxDiff(extremes, reference), 2e-6)
+            XCTAssertEqual(extremes[0], 0, accuracy: 1e-30)
         }
-        var extremes: [Float] = [-100, -10, -5, 0, 1e-8, -1e-8, 5, 10, 100, 0.5, -0.5, 3, -3, 88, -88, 1]
-        var reference = extremes
-        geluReference(&reference, extremes, extremes.count)
-        gelu(&extremes, extremes, extremes.count)
-        XCTAssertLessThan(maxDiff(extremes, reference), 2e-6)
-        XCTAssertEqual(extremes[0], 0, accuracy: 1e-30)
     }
 
     func testBiasGELUFusesBiasAndActivation() {
-        let n = 37
-        let inp = random(n, seed: 5, scale: 3), bias = random(n, seed: 6)
-        var fused = inp
-        biasGELUInPlace(&fused, bias, n)
-        let summed = zip(inp, bias).map { $0 + $1 }
-        var reference = summed
-        geluReference(&reference, summed, n)
-        XCTAssertLessThan(maxDiff(fused, reference), 2e-6)
+        ComputePath.forEach { path in
+            print("path: \(path)")
+            let n = 37
+            let inp = random(n, seed: 5, scale: 3), bias = random(n, seed: 6)
+            var fused = inp
+            biasGELUInPlace(&fused, bias, n)
+            let summed = zip(inp, bias).map { $0 + $1 }
+            var reference = summed
+            geluReference(&reference, summed, n)
+            XCTAssertLessThan(maxDiff(fused, reference), 2e-6)
+        }
     }
 
     func testVectorExpMatchesLibm() {
-        let n = 200
-        let inp = random(n, seed: 9, scale: 80)
-        var out = [Float](repeating: 0, count: n)
-        expVector(&out, inp, n)
-        for i in 0..<n {
-            let reference = expf(inp[i])
-            XCTAssertEqual(out[i], reference, accuracy: 3e-7 * reference, "exp(\(inp[i]))")
+        ComputePath.forEach { path in
+            print("path: \(path)")
+            let n = 200
+            let inp = random(n, seed: 9, scale: 80)
+            var out = [Float](repeating: 0, count: n)
+            expVector(&out, inp, n)
+            for i in 0..<n {
+                let reference = expf(inp[i])
+                XCTAssertEqual(out[i], reference, accuracy: 3e-7 * reference, "exp(\(inp[i]))")
+            }
         }
     }
 
     func testLayerNormMatchesReference() {
-        for (N, C) in [(1, 1), (3, 16), (4, 37), (2, 768)] {
-            let inp = random(N * C, seed: UInt64(C), scale: 4).map { $0 + 10 }  // offset: tests the two-pass variance
-            let w = random(C, seed: 3), b = random(C, seed: 4)
-            var fast = [Float](repeating: 0, count: N * C), reference = fast
-            layerNorm(&fast, inp, w, b, N, C)
-            layerNormReference(&reference, inp, w, b, N, C)
-            XCTAssertLessThan(maxDiff(fast, reference), 5e-6, "(\(N), \(C))")
+        ComputePath.forEach { path in
+            print("path: \(path)")
+            for (N, C) in [(1, 1), (3, 16), (4, 37), (2, 768)] {
+                let inp = random(N * C, seed: UInt64(C), scale: 4).map { $0 + 10 }  // offset: tests the two-pass variance
+                let w = random(C, seed: 3), b = random(C, seed: 4)
+                var fast = [Float](repeating: 0, count: N * C), reference = fast
+                layerNorm(&fast, inp, w, b, N, C)
+                layerNormReference(&reference, inp, w, b, N, C)
+                XCTAssertLessThan(maxDiff(fast, reference), 5e-6, "(\(N), \(C))")
+            }
         }
     }
 
     func testLayerNormInPlace() {
-        let C = 20
-        var x = random(2 * C, seed: 8)
-        let w = [Float](repeating: 1, count: C), b = [Float](repeating: 0, count: C)
-        var reference = x
-        layerNormReference(&reference, x, w, b, 2, C)
-        x.withUnsafeMutableBufferPointer { layerNorm($0.baseAddress!, $0.baseAddress!, w, b, 2, C) }
-        XCTAssertLessThan(maxDiff(x, reference), 5e-6)
+        ComputePath.forEach { path in
+            print("path: \(path)")
+            let C = 20
+            var x = random(2 * C, seed: 8)
+            let w = [Float](repeating: 1, count: C), b = [Float](repeating: 0, count: C)
+            var reference = x
+            layerNormReference(&reference, x, w, b, 2, C)
+            x.withUnsafeMutableBufferPointer { layerNorm($0.baseAddress!, $0.baseAddress!, w, b, 2, C) }
+            XCTAssertLessThan(maxDiff(x, reference), 5e-6)
+        }
     }
 
     func testSoftmaxMatchesReference() {
-        for (N, C) in [(1, 1), (2, 5), (3, 16), (4, 130)] {
-            var fast = random(N * C, seed: UInt64(N + C), scale: 30)
-            var reference = fast
-            softmaxRows(&fast, N, C)
-            softmaxRowsReference(&reference, N, C)
-            XCTAssertLessThan(maxDiff(fast, reference), 1e-6, "(\(N), \(C))")
-            for r in 0..<N { XCTAssertEqual(fast[(r * C)..<((r + 1) * C)].reduce(0, +), 1, accuracy: 1e-5) }
+        ComputePath.forEach { path in
+            print("path: \(path)")
+            for (N, C) in [(1, 1), (2, 5), (3, 16), (4, 130)] {
+                var fast = random(N * C, seed: UInt64(N + C), scale: 30)
+                var reference = fast
+                softmaxRows(&fast, N, C)
+                softmaxRowsReference(&reference, N, C)
+                XCTAssertLessThan(maxDiff(fast, reference), 1e-6, "(\(N), \(C))")
+                for r in 0..<N { XCTAssertEqual(fast[(r * C)..<((r + 1) * C)].reduce(0, +), 1, accuracy: 1e-5) }
+            }
         }
     }
 
@@ -106,57 +127,63 @@ final class KernelTests: XCTestCase {
     }
 
     func testLinearVariantsMatchReference() {
-        let (N, C, OC) = (5, 7, 9)
-        let inp = random(N * C, seed: 1), w = random(OC * C, seed: 2), b = random(OC, seed: 3)
-        var reference = [Float](repeating: 0, count: N * OC)
-        linearReference(&reference, inp, w, b, N, C, OC)
-        var out = [Float](repeating: .nan, count: N * OC)
-        linear(&out, inp, w, b, N, C, OC)
-        XCTAssertLessThan(maxDiff(out, reference), 1e-5)
+        ComputePath.forEach { path in
+            print("path: \(path)")
+            let (N, C, OC) = (5, 7, 9)
+            let inp = random(N * C, seed: 1), w = random(OC * C, seed: 2), b = random(OC, seed: 3)
+            var reference = [Float](repeating: 0, count: N * OC)
+            linearReference(&reference, inp, w, b, N, C, OC)
+            var out = [Float](repeating: .nan, count: N * OC)
+            linear(&out, inp, w, b, N, C, OC)
+            XCTAssertLessThan(maxDiff(out, reference), 1e-5)
 
-        let residual = random(N * OC, seed: 4)
-        var acc = residual
-        linearAccumulate(&acc, inp, w, b, N, C, OC)
-        XCTAssertLessThan(maxDiff(acc, zip(residual, reference).map { $0 + $1 }), 1e-5)
+            let residual = random(N * OC, seed: 4)
+            var acc = residual
+            linearAccumulate(&acc, inp, w, b, N, C, OC)
+            XCTAssertLessThan(maxDiff(acc, zip(residual, reference).map { $0 + $1 }), 1e-5)
 
-        var fused = [Float](repeating: .nan, count: N * OC)
-        linearGELU(&fused, inp, w, b, N, C, OC)
-        var geluRef = reference
-        geluReference(&geluRef, reference, N * OC)
-        XCTAssertLessThan(maxDiff(fused, geluRef), 1e-5)
+            var fused = [Float](repeating: .nan, count: N * OC)
+            linearGELU(&fused, inp, w, b, N, C, OC)
+            var geluRef = reference
+            geluReference(&geluRef, reference, N * OC)
+            XCTAssertLessThan(maxDiff(fused, geluRef), 1e-5)
 
-        // The same products with the weight stored transposed (C, OC).
-        var wT = [Float](repeating: 0, count: OC * C)
-        for o in 0..<OC { for c in 0..<C { wT[c * OC + o] = w[o * C + c] } }
-        var outT = [Float](repeating: .nan, count: N * OC)
-        linear(&outT, inp, wT, b, N, C, OC, transposedWeight: true)
-        XCTAssertLessThan(maxDiff(outT, reference), 1e-5)
-        var accT = residual
-        linearAccumulate(&accT, inp, wT, b, N, C, OC, transposedWeight: true)
-        XCTAssertLessThan(maxDiff(accT, acc), 1e-5)
-        var fusedT = [Float](repeating: .nan, count: N * OC)
-        linearGELU(&fusedT, inp, wT, b, N, C, OC, transposedWeight: true)
-        XCTAssertLessThan(maxDiff(fusedT, geluRef), 1e-5)
-        XCTAssertTrue(prefersTransposedWeight(inputs: 512, outputs: 2048))
-        XCTAssertFalse(prefersTransposedWeight(inputs: 2048, outputs: 512))
+            // The same products with the weight stored transposed (C, OC).
+            var wT = [Float](repeating: 0, count: OC * C)
+            for o in 0..<OC { for c in 0..<C { wT[c * OC + o] = w[o * C + c] } }
+            var outT = [Float](repeating: .nan, count: N * OC)
+            linear(&outT, inp, wT, b, N, C, OC, transposedWeight: true)
+            XCTAssertLessThan(maxDiff(outT, reference), 1e-5)
+            var accT = residual
+            linearAccumulate(&accT, inp, wT, b, N, C, OC, transposedWeight: true)
+            XCTAssertLessThan(maxDiff(accT, acc), 1e-5)
+            var fusedT = [Float](repeating: .nan, count: N * OC)
+            linearGELU(&fusedT, inp, wT, b, N, C, OC, transposedWeight: true)
+            XCTAssertLessThan(maxDiff(fusedT, geluRef), 1e-5)
+            XCTAssertTrue(prefersTransposedWeight(inputs: 512, outputs: 2048))
+            XCTAssertFalse(prefersTransposedWeight(inputs: 2048, outputs: 512))
 
-        // Strided output: rows 3 apart in a wider array, the gaps untouched.
-        var wide = [Float](repeating: -7, count: N * OC * 3)
-        linearStrided(&wide, 3 * OC, inp, C, w, b, N, C, OC)
-        for r in 0..<N {
-            XCTAssertLessThan(maxDiff(Array(wide[(r * 3 * OC)..<(r * 3 * OC + OC)]), Array(reference[(r * OC)..<((r + 1) * OC)])), 1e-5)
-            XCTAssertEqual(wide[r * 3 * OC + OC], -7)
+            // Strided output: rows 3 apart in a wider array, the gaps untouched.
+            var wide = [Float](repeating: -7, count: N * OC * 3)
+            linearStrided(&wide, 3 * OC, inp, C, w, b, N, C, OC)
+            for r in 0..<N {
+                XCTAssertLessThan(maxDiff(Array(wide[(r * 3 * OC)..<(r * 3 * OC + OC)]), Array(reference[(r * OC)..<((r + 1) * OC)])), 1e-5)
+                XCTAssertEqual(wide[r * 3 * OC + OC], -7)
+            }
         }
     }
 
     func testAttentionMatchesReference() {
-        for (Nq, Nk, Cw, H) in [(3, 5, 8, 2), (6, 4, 12, 3), (1, 1, 4, 1)] {
-            let q = random(Nq * Cw, seed: 1, scale: 2), k = random(Nk * Cw, seed: 2, scale: 2), v = random(Nk * Cw, seed: 3)
-            var out = [Float](repeating: .nan, count: Nq * Cw), reference = out
-            var scores = [Float](repeating: 0, count: Nq * Nk)
-            attention(&out, &scores, q, k, v, Nq, Nk, Cw, H)
-            attentionReference(&reference, q, k, v, Nq, Nk, Cw, H)
-            XCTAssertLessThan(maxDiff(out, reference), 1e-5, "(\(Nq), \(Nk), \(Cw), \(H))")
+        ComputePath.forEach { path in
+            print("path: \(path)")
+            for (Nq, Nk, Cw, H) in [(3, 5, 8, 2), (6, 4, 12, 3), (1, 1, 4, 1)] {
+                let q = random(Nq * Cw, seed: 1, scale: 2), k = random(Nk * Cw, seed: 2, scale: 2), v = random(Nk * Cw, seed: 3)
+                var out = [Float](repeating: .nan, count: Nq * Cw), reference = out
+                var scores = [Float](repeating: 0, count: Nq * Nk)
+                attention(&out, &scores, q, k, v, Nq, Nk, Cw, H)
+                attentionReference(&reference, q, k, v, Nq, Nk, Cw, H)
+                XCTAssertLessThan(maxDiff(out, reference), 1e-5, "(\(Nq), \(Nk), \(Cw), \(H))")
+            }
         }
     }
 

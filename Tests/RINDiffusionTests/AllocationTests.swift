@@ -1,0 +1,95 @@
+import CAllocationCounter
+import Foundation
+import RINDiffusion
+import RINModel
+import RINTensor
+import XCTest
+
+/// The sampling step allocates nothing: every buffer is made when the run is built. Counted by the
+/// malloc interposed in this test executable (Sources/CAllocationCounter), on every compute path
+/// this machine supports, after one uncounted step (the first call into a backend may set itself
+/// up: oneDNN JIT-compiles its kernels and starts its OpenMP threads).
+///
+/// The matrix libraries allocate inside their own calls, and their C APIs take no scratch memory:
+/// oneDNN's sgemm on every call, OpenBLAS when it splits a product across threads. So the test
+/// holds everything else to zero: allocations whose caller is one of those libraries (or the C++
+/// and OpenMP runtimes oneDNN calls through) are counted apart and printed.
+final class AllocationTests: XCTestCase {
+    static let matrixLibraries = ["libopenblas", "libdnnl", "libstdc++", "libgomp"]
+
+    override func setUp() {
+        super.setUp()
+        XCTAssertEqual(rind_allocations_interposed(), 1, "malloc is not interposed: the counts below would be meaningless")
+    }
+
+    /// (all, outside the matrix libraries) allocations made by `steps` calls of `run.step()` after a first one.
+    func allocations(_ run: SamplingRun, steps: Int) -> (all: Int, rind: Int) {
+        run.step()
+        for library in Self.matrixLibraries { _ = rind_allocations_attribute_library(library) }
+        rind_allocations_start()
+        for _ in 0..<steps { run.step() }
+        let all = rind_allocations_stop()
+        return (all, all - rind_allocations_attributed())
+    }
+
+    /// Asserts that nothing outside the matrix libraries allocated.
+    func check(_ counts: (all: Int, rind: Int), _ path: ComputePath, _ what: String) {
+        print("allocations [\(path)] \(what): \(counts.all) in all, \(counts.rind) outside the matrix libraries")
+        XCTAssertEqual(counts.rind, 0, "\(what) [\(path)]")
+    }
+
+    func testTheCounterSeesSwiftAllocations() {
+        rind_allocations_start()
+        let values = ContiguousArray<Float>(repeating: 1, count: Int.random(in: 1000...2000))
+        let count = rind_allocations_stop()
+        XCTAssertGreaterThan(values.reduce(0, +), 999)
+        XCTAssertGreaterThanOrEqual(count, 1)
+    }
+
+    func testStepsOfTheBundledTinyCheckpointAllocateNothing() throws {
+        let checkpoint = try RINCheckpoint.load(from: fixtures.appendingPathComponent("checkpoints/tiny"))
+        let config = checkpoint.config
+        var cases: [(String, SamplingParameters)] = []
+        var ddim = SamplingParameters.defaults(for: config)
+        ddim.steps = 6
+        ddim.count = 3
+        ddim.guidance = 0
+        cases.append(("ddim, 3 images", ddim))
+        var ddpm = ddim
+        ddpm.sampler = .ddpm
+        ddpm.carryLatents = false
+        cases.append(("ddpm, no carry", ddpm))
+        if config.classes.nullClass {
+            var guided = ddim
+            guided.guidance = 3
+            guided.classIndex = 0
+            cases.append(("guided", guided))
+        }
+        try ComputePath.forEach { path in
+            for (name, parameters) in cases {
+                let run = try SamplingRun(checkpoint: checkpoint, parameters: parameters)
+                check(allocations(run, steps: 4), path, "tiny \(name), 4 steps")
+            }
+        }
+    }
+
+    /// A model big enough that the matrix backends split products across threads.
+    func testStepsOfTheCIFAR10BundledConfigAllocateNothing() throws {
+        let url = fixtures.deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Training/configs/cifar10-bundled.json")
+        let config = try RINConfig.decode(Data(contentsOf: url), file: url.path)
+        let checkpoint = RINCheckpoint(name: "cifar10-bundled", directory: url.deletingLastPathComponent(),
+                                       network: RINNetwork(config: config, randomSeed: 3))
+        var parameters = SamplingParameters.defaults(for: config)
+        parameters.steps = 5
+        parameters.guidance = 3  // one guided image: a batch of 2
+        parameters.classIndex = 4
+        let threads = BLASThreads.current
+        BLASThreads.set(2)
+        defer { BLASThreads.set(threads) }
+        try ComputePath.forEach { path in
+            let run = try SamplingRun(checkpoint: checkpoint, parameters: parameters)
+            check(allocations(run, steps: 3), path, "cifar10-bundled guided, 3 steps")
+        }
+    }
+}
