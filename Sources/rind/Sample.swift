@@ -92,7 +92,7 @@ struct Sample: AsyncParsableCommand {
         let run = try SamplingRun(checkpoint: checkpoint, parameters: parameters)
         let p = run.parameters
         FileHandle.standardError.write(Data(
-            "sampling \(checkpoint.name): class \(p.classIndex.map(String.init) ?? "none"), seed \(p.seed), \(p.steps) \(p.sampler.rawValue) steps, \(p.schedule.rawValue) schedule, guidance \(p.guidance), \(p.count) image(s), \(BLASThreads.current) thread(s)\n".utf8))
+            "sampling \(checkpoint.name): class \(p.classIndex.flatMap { checkpoint.classes.label(row: $0) }.map { "\($0.id)\($0.name.map { " (\($0))" } ?? "")" } ?? "none"), seed \(p.seed), \(p.steps) \(p.sampler.rawValue) steps, \(p.schedule.rawValue) schedule, guidance \(p.guidance), \(p.count) image(s), \(BLASThreads.current) thread(s)\n".utf8))
         let start = Date()
         while !run.isFinished {
             let stepStart = Date()

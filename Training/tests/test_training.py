@@ -82,9 +82,9 @@ def test_train_exports_and_resumes(tmp_path):
     assert "resumed from" in (run / "train.log").read_text()
 
 
-def test_train_refuses_a_non_cifar_config(tmp_path):
+def test_train_refuses_a_config_of_another_data_set(tmp_path):
     pack = write_fake_pack(tmp_path / "p.npz")
-    with pytest.raises(SystemExit, match="CIFAR-10"):
+    with pytest.raises(SystemExit, match="--dataset cifar10 needs 32x32 RGB images and 10 classes"):
         train.main(["--config", str(CONFIGS / "tiny-image-v.json"), "--run-dir", str(tmp_path / "r"),
                     "--data-npz", str(pack), "--steps", "1"])
 
