@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -143,13 +142,9 @@ def run_row(config: str, batch: int, threads: int, warmup: int, repeats: int, sp
         eps = (x - sg * x0) / s1g
         x = (math.sqrt(g_next) * x0 + math.sqrt(1 - g_next) * eps).astype(np.float32)
 
-    times = []
-    for k in range(warmup + repeats):
-        start = time.perf_counter()
-        step(k)
-        elapsed = time.perf_counter() - start
-        if k >= warmup:
-            times.append(elapsed)
+    from bench_torch import time_steps
+
+    times = time_steps(step, warmup, repeats)
     return {
         "config": config, "batch": batch, "threads": threads, "engine": "onnxruntime",
         "seconds_per_step": statistics.median(times), "min_seconds": min(times),

@@ -31,6 +31,18 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+
+def time_steps(step, warmup: int, repeats: int) -> list[float]:
+    """Calls step(k) for k in 0..warmup+repeats-1; returns the seconds of the last `repeats` calls."""
+    times = []
+    for k in range(warmup + repeats):
+        start = time.perf_counter()
+        step(k)
+        elapsed = time.perf_counter() - start
+        if k >= warmup:
+            times.append(elapsed)
+    return times
+
 def run_row(config: str, batch: int, threads: int, warmup: int, repeats: int) -> dict:
     import torch
 
@@ -56,14 +68,8 @@ def run_row(config: str, batch: int, threads: int, warmup: int, repeats: int) ->
         eps = eps_from_x0(x0, x, g)
         x = math.sqrt(g_next) * x0 + math.sqrt(1 - g_next) * eps
 
-    times = []
     with torch.inference_mode():
-        for k in range(warmup + repeats):
-            start = time.perf_counter()
-            step(k)
-            elapsed = time.perf_counter() - start
-            if k >= warmup:
-                times.append(elapsed)
+        times = time_steps(step, warmup, repeats)
     return {
         "config": config, "batch": batch, "threads": threads, "dtype": "float32",
         "seconds_per_step": statistics.median(times), "min_seconds": min(times),

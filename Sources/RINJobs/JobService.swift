@@ -727,17 +727,23 @@ public final class JobService: @unchecked Sendable {
         finish(entry, status: .succeeded, error: nil, imageCount: images.count)
     }
 
+    /// Back to `queued` with no progress and no preview (the caller holds the lock, persists and
+    /// tells subscribers).
+    private func resetToQueuedLocked(_ entry: Entry) {
+        entry.record.status = .queued
+        entry.record.startedAt = nil
+        entry.record.progress = JobProgress(step: 0, steps: entry.record.parameters.steps)
+        entry.record.previewStep = nil
+        entry.preview = nil
+        entry.record.revision += 1
+    }
+
     /// A result could not be written: the job goes back to the head of the queue as queued and
     /// the workers wait for the state directory (see `nextJob`).
     private func requeueForStorage(_ entry: Entry) {
         lock.withLock {
             guard !entry.deleted, !entry.record.status.isFinished else { return }
-            entry.record.status = .queued
-            entry.record.startedAt = nil
-            entry.record.progress = JobProgress(step: 0, steps: entry.record.parameters.steps)
-            entry.record.previewStep = nil
-            entry.preview = nil
-            entry.record.revision += 1
+            resetToQueuedLocked(entry)
             storageBlocked = true
             lastProbe = nil
             if entry.record.cancelRequested {
@@ -881,12 +887,7 @@ public final class JobService: @unchecked Sendable {
     /// Drain deadline passed mid-run: back to queued, on disk, for the next start.
     private func requeue(_ entry: Entry) {
         lock.withLock {
-            entry.record.status = .queued
-            entry.record.startedAt = nil
-            entry.record.progress = JobProgress(step: 0, steps: entry.record.parameters.steps)
-            entry.record.previewStep = nil
-            entry.preview = nil
-            entry.record.revision += 1
+            resetToQueuedLocked(entry)
         }
         persistLogging(entry)
         lock.withLock { emitLocked(entry, kind: .requeued) }
