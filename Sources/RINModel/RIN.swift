@@ -36,6 +36,9 @@ protocol WeightSource {
     var providesValues: Bool { get }
     /// Adds a buffer made at load (a transposed weight) to `storages`.
     mutating func keep(_ storage: TensorStorage)
+    /// Lets go of a buffer `take` made (a converted tensor) once its values were copied elsewhere
+    /// (packed); tensors in the file's memory map stay.
+    mutating func discard(_ pointer: UnsafePointer<Float>)
     mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float>
 }
 
@@ -53,6 +56,10 @@ struct FileWeights: WeightSource {
     }
 
     mutating func keep(_ storage: TensorStorage) { storages.append(storage) }
+
+    mutating func discard(_ pointer: UnsafePointer<Float>) {
+        storages.removeAll { $0 !== file.map && UnsafePointer($0.floats) == pointer }
+    }
 
     mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float> {
         guard let entry = file.entries[name] else { throw .missingTensor(path: file.path, tensor: name) }
@@ -86,6 +93,10 @@ struct RandomWeights: WeightSource {
     }
 
     mutating func keep(_ storage: TensorStorage) { storages.append(storage) }
+
+    mutating func discard(_ pointer: UnsafePointer<Float>) {
+        storages.removeAll { UnsafePointer($0.floats) == pointer }
+    }
 
     mutating func uniform() -> Float {
         state &+= 0x9E37_79B9_7F4A_7C15
@@ -122,6 +133,7 @@ struct ShapeRecorder: WeightSource {
     var storages: [TensorStorage] { [Self.dummy] }
     var providesValues: Bool { false }
     mutating func keep(_ storage: TensorStorage) {}
+    mutating func discard(_ pointer: UnsafePointer<Float>) {}
     mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float> {
         tensors.append((name, shape))
         return UnsafePointer(Self.dummy.floats)
@@ -132,11 +144,14 @@ struct ShapeRecorder: WeightSource {
 
 /// y = x W^T + b with W (outputs, inputs) as PyTorch stores it.
 ///
-/// Widening layers keep a transposed copy (inputs, outputs) made once at load, because OpenBLAS runs
-/// those products faster as NN (`prefersTransposedWeight`); all other weights stay where the
+/// Built while the `packed` matrix backend is in use, the layer keeps only its weight packed for
+/// rind's micro-kernels (`PackedLinearWeight`; a converted float16 copy is let go). Otherwise
+/// widening layers keep a transposed copy (inputs, outputs) made once at load, because OpenBLAS runs
+/// those products faster as NN (`prefersTransposedWeight`), and all other weights stay where the
 /// checkpoint put them (the memory map, for float32 files).
 struct Linear {
-    let weight: UnsafePointer<Float>   // (outputs, inputs), or (inputs, outputs) when `transposed`
+    let weight: UnsafePointer<Float>   // (outputs, inputs), or (inputs, outputs) when `transposed`; unused when packed
+    let packed: PackedLinearWeight?
     let bias: UnsafePointer<Float>     // (outputs)
     let inputs: Int
     let outputs: Int
@@ -147,6 +162,16 @@ struct Linear {
         bias = try source.take(name + ".bias", [outputs], .bias)
         self.inputs = inputs
         self.outputs = outputs
+        if source.providesValues && MatmulBackend.current == .packed {
+            let storage = TensorStorage(floats: PackedLinearWeight.floatCount(inputs: inputs, outputs: outputs))
+            packed = PackedLinearWeight(packing: stored, inputs: inputs, outputs: outputs, into: storage.floats)
+            source.keep(storage)
+            source.discard(stored)
+            weight = UnsafePointer(storage.floats)
+            transposed = false
+            return
+        }
+        packed = nil
         if source.providesValues && prefersTransposedWeight(inputs: inputs, outputs: outputs) {
             let storage = TensorStorage(floats: inputs * outputs)
             let t = storage.floats
@@ -164,21 +189,25 @@ struct Linear {
 
     /// out (N, outputs) = inp (N, inputs) W^T + b
     func callAsFunction(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, rows: Int) {
+        if let packed { return packed.apply(out, ldOut: outputs, inp, ldInp: inputs, bias: bias, rows: rows, mode: .store) }
         linear(out, inp, weight, bias, rows, inputs, outputs, transposedWeight: transposed)
     }
 
     /// out (N, outputs) = GELU(inp (N, inputs) W^T + b)
     func gelu(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, rows: Int) {
+        if let packed { return packed.apply(out, ldOut: outputs, inp, ldInp: inputs, bias: bias, rows: rows, mode: .gelu) }
         linearGELU(out, inp, weight, bias, rows, inputs, outputs, transposedWeight: transposed)
     }
 
     /// out (N, outputs) += inp (N, inputs) W^T + b
     func accumulate(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, rows: Int) {
+        if let packed { return packed.apply(out, ldOut: outputs, inp, ldInp: inputs, bias: bias, rows: rows, mode: .accumulate) }
         linearAccumulate(out, inp, weight, bias, rows, inputs, outputs, transposedWeight: transposed)
     }
 
     /// out (N, outputs) written with row stride `ldOut`.
     func strided(_ out: UnsafeMutablePointer<Float>, ldOut: Int, _ inp: UnsafePointer<Float>, rows: Int) {
+        if let packed { return packed.apply(out, ldOut: ldOut, inp, ldInp: inputs, bias: bias, rows: rows, mode: .store) }
         linearStrided(out, ldOut, inp, inputs, weight, bias, rows, inputs, outputs, transposedWeight: transposed)
     }
 }
@@ -557,6 +586,7 @@ struct RecordingRandomWeights: WeightSource {
     var storages: [TensorStorage] { random.storages }
     var providesValues: Bool { true }
     mutating func keep(_ storage: TensorStorage) { random.keep(storage) }
+    mutating func discard(_ pointer: UnsafePointer<Float>) { random.discard(pointer) }
 
     mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float> {
         let p = try random.take(name, shape, role)

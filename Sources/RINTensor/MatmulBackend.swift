@@ -13,12 +13,17 @@ import Foundation
 public enum MatmulBackend: String, CaseIterable, Sendable, CustomStringConvertible {
     case openBLAS = "openblas"
     case oneDNN = "onednn"
+    /// rind's own micro-kernels (Sources/CKernels/rind_pgemm.c) on weights packed once at load,
+    /// split over a persistent thread pool, for the linear layers; attention's products (no
+    /// weights) go to oneDNN where installed, else OpenBLAS. Weights are packed when a network is
+    /// built while this backend is in use (`PackedLinearWeight`).
+    case packed = "packed"
 
     public var description: String { rawValue }
 
     /// Backends this process can use, OpenBLAS first.
     public static var available: [MatmulBackend] {
-        rind_dnnl_available() != 0 ? [.openBLAS, .oneDNN] : [.openBLAS]
+        (rind_dnnl_available() != 0 ? [.openBLAS, .oneDNN] : [.openBLAS]) + [.packed]
     }
 
     /// The choice made when nothing is set: RIND_MATMUL if it names an available backend, else
@@ -38,12 +43,13 @@ public enum MatmulBackend: String, CaseIterable, Sendable, CustomStringConvertib
             switch rind_gemm_backend() {
             case 0: return .openBLAS
             case 1: return .oneDNN
+            case 2: return .packed
             default: return automatic
             }
         }
         set {
             precondition(available.contains(newValue), "MatmulBackend: \(newValue) is not available")
-            rind_gemm_set_backend(newValue == .openBLAS ? 0 : 1)
+            rind_gemm_set_backend(newValue == .openBLAS ? 0 : newValue == .oneDNN ? 1 : 2)
         }
     }
 
@@ -68,7 +74,8 @@ func gemm(
     _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
     beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
 ) {
-    if MatmulBackend.current == .oneDNN {
+    let backend = MatmulBackend.current
+    if backend == .oneDNN || (backend == .packed && rind_dnnl_available() != 0) {
         // Products too small to split run on the calling thread alone: waking the OpenMP team costs
         // more than it saves (attention's per-head products are 1-4 MFLOP).
         let threads = 2 * M * N * K < smallProductFlops ? 1 : rind_gemm_threads()

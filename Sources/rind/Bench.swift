@@ -54,7 +54,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Rounds of (rind, ONNX Runtime, torch) rows per (config, batch); the median round is reported.")
     var rounds: Int = 1
 
-    @Option(help: "Matrix-product backend: auto, openblas or onednn (default auto: see MatmulBackend).")
+    @Option(help: "Matrix-product backend: auto, openblas, onednn or packed (default auto: see MatmulBackend).")
     var matmul: String = "auto"
 
     @Flag(help: "Scaling mode: step time and peak memory for square images of --sizes pixels (ImageNet-64 official widths, 256 latents, patch 4 up to 128 px and 8 above, batch 1).")
@@ -85,7 +85,7 @@ struct Bench: AsyncParsableCommand {
         }
         if matmul != "auto" {
             guard let backend = MatmulBackend(rawValue: matmul) else {
-                throw CommandLineError(message: "--matmul must be auto, openblas or onednn")
+                throw CommandLineError(message: "--matmul must be auto, openblas, onednn or packed")
             }
             guard MatmulBackend.available.contains(backend) else {
                 throw CommandLineError(message: "--matmul \(matmul): not available here (oneDNN needs Debian's libdnnl2)")

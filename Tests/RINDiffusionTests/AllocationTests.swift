@@ -66,6 +66,8 @@ final class AllocationTests: XCTestCase {
             cases.append(("guided", guided))
         }
         try ComputePath.forEach { path in
+            // Built on the path: the packed backend packs the weights while the network is built.
+            let checkpoint = try RINCheckpoint.load(from: fixtures.appendingPathComponent("checkpoints/tiny"))
             for (name, parameters) in cases {
                 let run = try SamplingRun(checkpoint: checkpoint, parameters: parameters)
                 check(allocations(run, steps: 4), path, "tiny \(name), 4 steps")
@@ -78,8 +80,6 @@ final class AllocationTests: XCTestCase {
         let url = fixtures.deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Training/configs/cifar10-bundled.json")
         let config = try RINConfig.decode(Data(contentsOf: url), file: url.path)
-        let checkpoint = RINCheckpoint(name: "cifar10-bundled", directory: url.deletingLastPathComponent(),
-                                       network: RINNetwork(config: config, randomSeed: 3))
         var parameters = SamplingParameters.defaults(for: config)
         parameters.steps = 5
         parameters.guidance = 3  // one guided image: a batch of 2
@@ -88,6 +88,8 @@ final class AllocationTests: XCTestCase {
         BLASThreads.set(2)
         defer { BLASThreads.set(threads) }
         try ComputePath.forEach { path in
+            let checkpoint = RINCheckpoint(name: "cifar10-bundled", directory: url.deletingLastPathComponent(),
+                                           network: RINNetwork(config: config, randomSeed: 3))
             let run = try SamplingRun(checkpoint: checkpoint, parameters: parameters)
             check(allocations(run, steps: 3), path, "cifar10-bundled guided, 3 steps")
         }

@@ -1,0 +1,304 @@
+#include "rind_pgemm.h"
+#include "rind_kernels.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#define PANEL RIND_PGEMM_PANEL
+
+long rind_pgemm_packed_floats(long C, long OC) { return (OC + PANEL - 1) / PANEL * PANEL * C; }
+
+void rind_pgemm_pack(float *dst, const float *w, long C, long OC) {
+    long panels = (OC + PANEL - 1) / PANEL;
+    for (long p = 0; p < panels; p++)
+        for (long k = 0; k < C; k++) {
+            float *row = dst + (p * C + k) * PANEL;
+            for (long j = 0; j < PANEL; j++) {
+                long o = p * PANEL + j;
+                row[j] = o < OC ? w[o * C + k] : 0.0f;
+            }
+        }
+}
+
+// MARK: micro-kernels
+// Each computes tile (rows x width, row stride 32) = a (rows, K; stride lda) times `width / 16`
+// consecutive packed panels starting at b (panel stride K * 16), one FMA chain per output.
+
+#define MAX_ROWS 8
+#define TILE_LD 32
+
+static void tile_portable(int rows, int panels, long K, const float *a, long lda, const float *b,
+                          float *tile) {
+    for (int i = 0; i < rows; i++)
+        for (int q = 0; q < panels; q++) {
+            float acc[PANEL] = {0};
+            const float *bp = b + (long)q * K * PANEL;
+            for (long k = 0; k < K; k++) {
+                float av = a[i * lda + k];
+                for (int j = 0; j < PANEL; j++) acc[j] = __builtin_fmaf(av, bp[k * PANEL + j], acc[j]);
+            }
+            memcpy(tile + i * TILE_LD + q * PANEL, acc, sizeof acc);
+        }
+}
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#define HAVE_X86 1
+#define A512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+#define A256 __attribute__((target("avx2,fma")))
+
+// 8 rows x 2 panels: 16 accumulators, two panel loads and one broadcast per row per k.
+static inline __attribute__((always_inline)) A512 void k512(const int rows, long K, const float *a,
+                                                             long lda, const float *b, float *tile) {
+    __m512 c0[MAX_ROWS], c1[MAX_ROWS];
+    const float *b1p = b + K * PANEL;
+    for (int i = 0; i < MAX_ROWS; i++)
+        if (i < rows) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
+    for (long k = 0; k < K; k++) {
+        __m512 b0 = _mm512_loadu_ps(b + k * PANEL), b1 = _mm512_loadu_ps(b1p + k * PANEL);
+        for (int i = 0; i < MAX_ROWS; i++)
+            if (i < rows) {
+                __m512 av = _mm512_set1_ps(a[i * lda + k]);
+                c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
+                c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
+            }
+    }
+    for (int i = 0; i < MAX_ROWS; i++)
+        if (i < rows) { _mm512_storeu_ps(tile + i * TILE_LD, c0[i]); _mm512_storeu_ps(tile + i * TILE_LD + 16, c1[i]); }
+}
+
+// 8 rows x 1 panel (the last, odd panel).
+static inline __attribute__((always_inline)) A512 void k512one(const int rows, long K, const float *a,
+                                                                long lda, const float *b, float *tile) {
+    __m512 c0[MAX_ROWS];
+    for (int i = 0; i < MAX_ROWS; i++) if (i < rows) c0[i] = _mm512_setzero_ps();
+    for (long k = 0; k < K; k++) {
+        __m512 b0 = _mm512_loadu_ps(b + k * PANEL);
+        for (int i = 0; i < MAX_ROWS; i++)
+            if (i < rows) c0[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i * lda + k]), b0, c0[i]);
+    }
+    for (int i = 0; i < MAX_ROWS; i++) if (i < rows) _mm512_storeu_ps(tile + i * TILE_LD, c0[i]);
+}
+
+A512 static void tile_avx512(int rows, int panels, long K, const float *a, long lda, const float *b,
+                             float *tile) {
+#define CASE2(r) case r: k512(r, K, a, lda, b, tile); break;
+#define CASE1(r) case r: k512one(r, K, a, lda, b, tile); break;
+    if (panels == 2) {
+        switch (rows) { CASE2(8) CASE2(7) CASE2(6) CASE2(5) CASE2(4) CASE2(3) CASE2(2) default: k512(1, K, a, lda, b, tile); }
+    } else {
+        switch (rows) { CASE1(8) CASE1(7) CASE1(6) CASE1(5) CASE1(4) CASE1(3) CASE1(2) default: k512one(1, K, a, lda, b, tile); }
+    }
+#undef CASE2
+#undef CASE1
+}
+
+// 6 rows x 1 panel (two 8-float halves): 12 accumulators of the 16 ymm registers.
+static inline __attribute__((always_inline)) A256 void k256(const int rows, long K, const float *a,
+                                                             long lda, const float *b, float *tile) {
+    __m256 c0[6], c1[6];
+    for (int i = 0; i < 6; i++) if (i < rows) { c0[i] = _mm256_setzero_ps(); c1[i] = _mm256_setzero_ps(); }
+    for (long k = 0; k < K; k++) {
+        __m256 b0 = _mm256_loadu_ps(b + k * PANEL), b1 = _mm256_loadu_ps(b + k * PANEL + 8);
+        for (int i = 0; i < 6; i++)
+            if (i < rows) {
+                __m256 av = _mm256_broadcast_ss(a + i * lda + k);
+                c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
+                c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
+            }
+    }
+    for (int i = 0; i < 6; i++)
+        if (i < rows) { _mm256_storeu_ps(tile + i * TILE_LD, c0[i]); _mm256_storeu_ps(tile + i * TILE_LD + 8, c1[i]); }
+}
+
+A256 static void tile_avx2(int rows, int panels, long K, const float *a, long lda, const float *b,
+                           float *tile) {
+    for (int q = 0; q < panels; q++) {
+        const float *bq = b + (long)q * K * PANEL;
+        float *tq = tile + q * PANEL;
+        for (int r = 0; r < rows; r += 6) {
+            int n = rows - r < 6 ? rows - r : 6;
+            const float *ar = a + r * lda;
+            float *tr = tq + r * TILE_LD;
+            switch (n) {
+            case 6: k256(6, K, ar, lda, bq, tr); break;
+            case 5: k256(5, K, ar, lda, bq, tr); break;
+            case 4: k256(4, K, ar, lda, bq, tr); break;
+            case 3: k256(3, K, ar, lda, bq, tr); break;
+            case 2: k256(2, K, ar, lda, bq, tr); break;
+            default: k256(1, K, ar, lda, bq, tr); break;
+            }
+        }
+    }
+}
+#endif
+
+typedef void (*tile_fn)(int rows, int panels, long K, const float *a, long lda, const float *b, float *tile);
+
+static tile_fn tile_kernel(void) {
+#ifdef HAVE_X86
+    switch (rind_kernels_isa()) {
+    case 2: return tile_avx512;
+    case 1: return tile_avx2;
+    }
+#endif
+    return tile_portable;
+}
+
+// MARK: one region of a product
+
+typedef struct {
+    float *out; long ldOut; const float *inp; long ldInp; const float *packed; const float *bias;
+    long N, C, OC; int mode; tile_fn kernel;
+    long groups;        // column groups of 2 panels (32 outputs)
+    int tasks; int splitRows;
+} product;
+
+// Rows [r0, r1) x column groups [g0, g1).
+static void run_region(const product *p, long r0, long r1, long g0, long g1) {
+    float tile[MAX_ROWS * TILE_LD] __attribute__((aligned(64)));
+    long panels = (p->OC + PANEL - 1) / PANEL;
+    // Rows in chunks whose input stays in L2 while every panel of the region passes over it.
+    long chunk = 65536 / (p->C > 0 ? p->C : 1);
+    chunk = chunk < MAX_ROWS ? MAX_ROWS : chunk / MAX_ROWS * MAX_ROWS;
+    for (long c0 = r0; c0 < r1; c0 += chunk) {
+        long c1 = c0 + chunk < r1 ? c0 + chunk : r1;
+        for (long g = g0; g < g1; g++) {
+            long firstPanel = 2 * g;
+            int np = panels - firstPanel >= 2 ? 2 : 1;
+            long col0 = firstPanel * PANEL;
+            long cols = p->OC - col0 < np * PANEL ? p->OC - col0 : np * PANEL;
+            const float *b = p->packed + firstPanel * p->C * PANEL;
+            for (long r = c0; r < c1; r += MAX_ROWS) {
+                int rows = c1 - r < MAX_ROWS ? (int)(c1 - r) : MAX_ROWS;
+                p->kernel(rows, np, p->C, p->inp + r * p->ldInp, p->ldInp, b, tile);
+                if (p->mode == RIND_PGEMM_GELU) {
+                    rind_bias_gelu_rows(tile, TILE_LD, p->bias + col0, rows, cols);
+                    for (int i = 0; i < rows; i++)
+                        memcpy(p->out + (r + i) * p->ldOut + col0, tile + i * TILE_LD, cols * sizeof(float));
+                } else {
+                    for (int i = 0; i < rows; i++) {
+                        float *o = p->out + (r + i) * p->ldOut + col0;
+                        const float *t = tile + i * TILE_LD;
+                        const float *bias = p->bias ? p->bias + col0 : NULL;
+                        if (p->mode == RIND_PGEMM_ACCUMULATE) {
+                            if (bias) for (long j = 0; j < cols; j++) o[j] += t[j] + bias[j];
+                            else for (long j = 0; j < cols; j++) o[j] += t[j];
+                        } else {
+                            if (bias) for (long j = 0; j < cols; j++) o[j] = t[j] + bias[j];
+                            else memcpy(o, t, cols * sizeof(float));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void run_task(const product *p, int t) {
+    if (p->splitRows) {
+        long blocks = (p->N + MAX_ROWS - 1) / MAX_ROWS;
+        long b0 = blocks * t / p->tasks, b1 = blocks * (t + 1) / p->tasks;
+        long r0 = b0 * MAX_ROWS, r1 = b1 * MAX_ROWS < p->N ? b1 * MAX_ROWS : p->N;
+        if (r0 < r1) run_region(p, r0, r1, 0, p->groups);
+    } else {
+        long g0 = p->groups * t / p->tasks, g1 = p->groups * (t + 1) / p->tasks;
+        if (g0 < g1) run_region(p, 0, p->N, g0, g1);
+    }
+}
+
+// MARK: the pool
+
+#define MAX_WORKERS 255
+static pthread_mutex_t pool_mutex = PTHREAD_MUTEX_INITIALIZER;   // guards workers and the wake-up
+static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
+static pthread_mutex_t pool_busy = PTHREAD_MUTEX_INITIALIZER;    // held by the product on the pool
+static int workers;
+static atomic_long generation;
+// The product on the pool. Its caller waits until every worker has finished with it (even a worker
+// that found no task left), so no worker reads it after the caller moved on.
+static product shared;
+static atomic_int next_task, workers_done;
+
+static void drain_tasks(void) {
+    const product *p = &shared;
+    for (;;) {
+        int t = atomic_fetch_add_explicit(&next_task, 1, memory_order_acq_rel);
+        if (t >= p->tasks) break;
+        run_task(p, t);
+    }
+}
+
+static void *worker_main(void *unused) {
+    (void)unused;
+    long seen = atomic_load(&generation);
+    for (;;) {
+        long g;
+        // Spin a little (a step's products follow each other within microseconds), then sleep:
+        // spinning threads on a shared machine take the core from other work.
+        for (int spin = 0; (g = atomic_load_explicit(&generation, memory_order_acquire)) == seen && spin < 4000; spin++) {
+#ifdef HAVE_X86
+            _mm_pause();
+#endif
+        }
+        if (g == seen) {
+            pthread_mutex_lock(&pool_mutex);
+            while ((g = atomic_load(&generation)) == seen) pthread_cond_wait(&pool_wake, &pool_mutex);
+            pthread_mutex_unlock(&pool_mutex);
+        }
+        seen = g;
+        drain_tasks();
+        atomic_fetch_add_explicit(&workers_done, 1, memory_order_acq_rel);
+    }
+    return NULL;
+}
+
+void rind_pgemm_prepare(int threads) {
+    pthread_mutex_lock(&pool_busy);
+    pthread_mutex_lock(&pool_mutex);
+    while (workers < threads - 1 && workers < MAX_WORKERS) {
+        pthread_t thread;
+        if (pthread_create(&thread, NULL, worker_main, NULL) != 0) break;
+        pthread_detach(thread);
+        workers++;
+    }
+    pthread_mutex_unlock(&pool_mutex);
+    pthread_mutex_unlock(&pool_busy);
+}
+
+void rind_pgemm(float *out, long ldOut, const float *inp, long ldInp, const float *packed,
+                const float *bias, long N, long C, long OC, int mode, int threads) {
+    if (N <= 0 || OC <= 0) return;
+    product p = {out, ldOut, inp, ldInp, packed, bias, N, C, OC, mode, tile_kernel(),
+                 (OC + 2 * PANEL - 1) / (2 * PANEL), 1, 0};
+    // Products under ~4 MFLOP run on the calling thread: waking a worker costs more than it saves.
+    if (threads > 1 && 2.0 * N * C * OC >= 4e6 && pthread_mutex_trylock(&pool_busy) == 0) {
+        int tasks = threads <= workers + 1 ? threads : workers + 1;
+        if (tasks > 1) {
+            p.tasks = tasks;
+            p.splitRows = p.groups < 2L * tasks;
+            shared = p;
+            atomic_store(&next_task, 0);
+            atomic_store(&workers_done, 0);
+            pthread_mutex_lock(&pool_mutex);
+            atomic_fetch_add_explicit(&generation, 1, memory_order_release);
+            pthread_cond_broadcast(&pool_wake);
+            pthread_mutex_unlock(&pool_mutex);
+            drain_tasks();
+            for (int spin = 0; atomic_load_explicit(&workers_done, memory_order_acquire) < workers; spin++) {
+                if (spin > 4000) sched_yield();   // a worker still waking: let it have the core
+#ifdef HAVE_X86
+                else _mm_pause();
+#endif
+            }
+            pthread_mutex_unlock(&pool_busy);
+            return;
+        }
+        pthread_mutex_unlock(&pool_busy);
+    }
+    run_task(&p, 0);
+}

@@ -1,0 +1,101 @@
+import RINTensor
+import XCTest
+
+/// rind's packed-weight linear layers (`PackedLinearWeight`, the `packed` matrix backend) against
+/// the plain reference, on every kernel path, with shapes that leave partial tiles and panels, and
+/// the property batching relies on: a row's result does not depend on the other rows of the call
+/// or on the thread count.
+final class PackedLinearTests: XCTestCase {
+    func random(_ count: Int, seed: UInt64) -> [Float] {
+        var state = seed
+        return (0..<count).map { _ in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(state >> 40) / Float(1 << 24) * 2 - 1
+        }
+    }
+
+    /// Runs `body` on the `packed` backend with each kernel path and `threads` matrix threads.
+    func onEveryPackedPath(threads: Int, _ body: (KernelISA) throws -> Void) rethrows {
+        let before = ComputePath.current
+        let threadsBefore = BLASThreads.current
+        defer { ComputePath.current = before; BLASThreads.set(threadsBefore) }
+        BLASThreads.set(threads)
+        for isa in KernelISA.supported {
+            ComputePath.current = ComputePath(matmul: .packed, kernels: isa)
+            try body(isa)
+        }
+    }
+
+    func product(_ weight: [Float], _ inp: [Float], bias: [Float]?, rows: Int, inputs: Int, outputs: Int,
+                 start: [Float]? = nil, mode: PackedLinearWeight.Mode) -> [Float] {
+        var buffer = [Float](repeating: .nan, count: PackedLinearWeight.floatCount(inputs: inputs, outputs: outputs))
+        var out = start ?? [Float](repeating: .nan, count: rows * outputs)
+        buffer.withUnsafeMutableBufferPointer { packedValues in
+            let packed = PackedLinearWeight(packing: weight, inputs: inputs, outputs: outputs, into: packedValues.baseAddress!)
+            out.withUnsafeMutableBufferPointer { o in
+                if let bias {
+                    bias.withUnsafeBufferPointer { b in
+                        packed.apply(o.baseAddress!, ldOut: outputs, inp, ldInp: inputs, bias: b.baseAddress!, rows: rows, mode: mode)
+                    }
+                } else {
+                    packed.apply(o.baseAddress!, ldOut: outputs, inp, ldInp: inputs, bias: nil, rows: rows, mode: mode)
+                }
+            }
+        }
+        return out
+    }
+
+    func testMatchesTheReferenceInEveryModeAndShape() {
+        for threads in [1, 2, 3] {
+            onEveryPackedPath(threads: threads) { isa in
+                for (rows, inputs, outputs) in [(1, 1, 1), (7, 5, 15), (9, 64, 33), (33, 100, 48), (17, 37, 100),
+                                                (130, 96, 70), (64, 256, 256)] {
+                    let w = random(outputs * inputs, seed: 1), x = random(rows * inputs, seed: 2)
+                    let bias = random(outputs, seed: 3), residual = random(rows * outputs, seed: 4)
+                    var reference = [Float](repeating: 0, count: rows * outputs)
+                    linearReference(&reference, x, w, bias, rows, inputs, outputs)
+                    let tolerance: Float = 2e-6 * Float(inputs).squareRoot() + 1e-6
+                    let context = "\(isa), \(threads) threads, \(rows)x\(inputs)x\(outputs)"
+
+                    let stored = product(w, x, bias: bias, rows: rows, inputs: inputs, outputs: outputs, mode: .store)
+                    XCTAssertLessThan(zip(stored, reference).map { abs($0 - $1) }.max()!, tolerance, "store, \(context)")
+
+                    let accumulated = product(w, x, bias: bias, rows: rows, inputs: inputs, outputs: outputs,
+                                              start: residual, mode: .accumulate)
+                    let expected = zip(residual, reference).map { $0 + $1 }
+                    XCTAssertLessThan(zip(accumulated, expected).map { abs($0 - $1) }.max()!, tolerance, "accumulate, \(context)")
+
+                    let activated = product(w, x, bias: bias, rows: rows, inputs: inputs, outputs: outputs, mode: .gelu)
+                    var geluExpected = reference
+                    geluReference(&geluExpected, reference, reference.count)
+                    XCTAssertLessThan(zip(activated, geluExpected).map { abs($0 - $1) }.max()!, tolerance, "gelu, \(context)")
+
+                    let unbiased = product(w, x, bias: nil, rows: rows, inputs: inputs, outputs: outputs, mode: .store)
+                    var plain = [Float](repeating: 0, count: rows * outputs)
+                    linearReference(&plain, x, w, nil, rows, inputs, outputs)
+                    XCTAssertLessThan(zip(unbiased, plain).map { abs($0 - $1) }.max()!, tolerance, "no bias, \(context)")
+                }
+            }
+        }
+    }
+
+    /// Each row computed alone, and the whole batch on 1 and 2 threads, give the same bits.
+    func testARowsResultDoesNotDependOnTheBatchOrTheThreads() {
+        let rows = 150, inputs = 192, outputs = 200
+        let w = random(outputs * inputs, seed: 5), x = random(rows * inputs, seed: 6), bias = random(outputs, seed: 7)
+        onEveryPackedPath(threads: 1) { isa in
+            for mode in [PackedLinearWeight.Mode.store, .gelu] {
+                BLASThreads.set(1)
+                let single = product(w, x, bias: bias, rows: rows, inputs: inputs, outputs: outputs, mode: mode)
+                BLASThreads.set(2)
+                let threaded = product(w, x, bias: bias, rows: rows, inputs: inputs, outputs: outputs, mode: mode)
+                XCTAssertEqual(single, threaded, "\(isa) \(mode): 1 vs 2 threads")
+                for r in [0, 7, 8, 77, 149] {
+                    let alone = product(w, Array(x[(r * inputs)..<((r + 1) * inputs)]), bias: bias, rows: 1,
+                                        inputs: inputs, outputs: outputs, mode: mode)
+                    XCTAssertEqual(alone, Array(threaded[(r * outputs)..<((r + 1) * outputs)]), "\(isa) \(mode): row \(r) alone")
+                }
+            }
+        }
+    }
+}
