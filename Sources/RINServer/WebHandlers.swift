@@ -1,0 +1,37 @@
+// Documents the daemon serves from files installed beside it (openapi.yaml: /openapi.yaml).
+import Foundation
+
+extension APIServer {
+    func openAPIDocumentResponse() -> HTTPResponse {
+        guard let openAPIDocument else { return Problem.notFound("openapi.yaml was not installed with this binary").response }
+        return HTTPResponse(status: 200, headers: [("Content-Type", "application/yaml")], body: .bytes(openAPIDocument))
+    }
+
+    /// This process's executable, symlinks resolved (argv[0] may be a bare name found on PATH).
+    public static func executableURL() -> URL {
+        let link = URL(fileURLWithPath: "/proc/self/exe")
+        if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: link.path) {
+            return URL(fileURLWithPath: target)
+        }
+        return (Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments.first ?? "")).resolvingSymlinksInPath()
+    }
+
+    /// The OpenAPI document: an explicit path, else next to the executable (SwiftPM's resource
+    /// bundle, or `../share/rind/` after install), else beside this source file in a checkout.
+    static func loadOpenAPIDocument(explicitPath: String?) -> [UInt8]? {
+        var candidates: [URL] = []
+        if let explicitPath { candidates.append(URL(fileURLWithPath: explicitPath)) }
+        let executable = executableURL()
+        let directory = executable.deletingLastPathComponent()
+        candidates.append(directory.appendingPathComponent("rind_RINServer.resources/openapi.yaml"))
+        candidates.append(directory.deletingLastPathComponent().appendingPathComponent("share/rind/openapi.yaml"))
+        if let main = Bundle.main.resourceURL {
+            candidates.append(main.appendingPathComponent("rind_RINServer.resources/openapi.yaml"))
+        }
+        candidates.append(URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("openapi.yaml"))
+        for candidate in candidates {
+            if let data = FileManager.default.contents(atPath: candidate.path), !data.isEmpty { return Array(data) }
+        }
+        return nil
+    }
+}
