@@ -103,8 +103,12 @@ public final class APIServer: @unchecked Sendable {
         do {
             daemon = try MicroHTTPDaemon(
                 host: configuration.host, port: configuration.port, limits: configuration.limits, logger: logger,
-                handler: { [unowned self] request in self.handle(request) },
-                observer: { [unowned self] request, status, seconds in self.completed(request, status, seconds) })
+                // Weak: a request still in flight while the server is released (its deinit stops
+                // the daemon, which waits for that request) must not reach a deinitialising self.
+                handler: { [weak self] request in
+                    self?.handle(request) ?? Problem.unavailable(detail: "the server is shutting down", retryAfter: 5).response
+                },
+                observer: { [weak self] request, status, seconds in self?.completed(request, status, seconds) })
         } catch {
             throw .listen(error)
         }
