@@ -77,7 +77,7 @@ public enum PNG {
     }
 }
 
-/// Owns one `png_image` and frees libpng's internal state in `deinit` (STYLE.md #7):
+/// Owns one `png_image` (one Swift type per C handle) and frees libpng's internal state in `deinit`:
 /// `png_image_free` is a no-op once libpng has freed it itself, so calling it always is safe.
 private final class PNGImageHandle {
     var image = png_image()

@@ -3,7 +3,7 @@
 // (JobsHandlers.swift, ModelsHandlers.swift, HealthHandlers.swift, MetricsHandlers.swift,
 // WebHandlers.swift). Request threads never sample: every handler validates, calls the job service
 // (which never waits for a step) and answers. Job layer errors become problem+json in
-// JobErrorProblems.swift and only there (STYLE.md #6).
+// JobErrorProblems.swift and only there.
 import Foundation
 import Logging
 import RINDiffusion

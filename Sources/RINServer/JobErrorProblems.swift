@@ -1,4 +1,5 @@
-// The one place where job layer errors (`JobError`) become HTTP problems (STYLE.md #6).
+// The one place where job layer errors (`JobError`) become HTTP problems: lower layers throw their
+// own typed errors and know nothing of HTTP.
 import Foundation
 import RINJobs
 
@@ -8,7 +9,7 @@ extension APIServer {
         do { return try body() } catch { throw problem(for: error) }
     }
 
-    /// Maps every job layer error to its problem (STYLE.md #6).
+    /// Maps every job layer error to its problem.
     static func problem(for error: JobError) -> Problem {
         switch error {
         case let .unknownModel(name, available):
