@@ -52,7 +52,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
-        ], resources: [.copy("openapi.yaml")]),
+        ], resources: [.copy("openapi.yaml"), .copy("Web")]),
 
         .executableTarget(name: "rind", dependencies: [
             "RINServer", "RINJobs", "RINDiffusion", "RINModel", "RINImage", "RINTensor",

@@ -55,6 +55,9 @@ public final class APIServer: @unchecked Sendable {
         public var unavailableRetryAfter: Int = 5
         /// The OpenAPI document served at `/openapi.yaml`; nil = looked up next to the executable.
         public var openAPIDocumentPath: String?
+        /// The folder of the page served at `/` (index.html, app.js, style.css); nil = looked up
+        /// next to the executable (`WebAssets`).
+        public var webDirectory: String?
 
         public init() {}
     }
@@ -85,6 +88,8 @@ public final class APIServer: @unchecked Sendable {
     private var daemon: MicroHTTPDaemon?
     private var router = Router()
     let openAPIDocument: [UInt8]?
+    /// The page at `/` and its files; nil when they were not installed.
+    let webAssets: WebAssets?
 
     /// The port the server listens on.
     public var port: Int { lock.withLock { daemon?.port ?? configuration.port } }
@@ -98,6 +103,12 @@ public final class APIServer: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         openAPIDocument = Self.loadOpenAPIDocument(explicitPath: configuration.openAPIDocumentPath)
+        webAssets = WebAssets.load(explicitDirectory: configuration.webDirectory)
+        if let webAssets {
+            logger.debug("the page at / comes from \(webAssets.directory.path)")
+        } else {
+            logger.warning("no web page installed (share/rind/web beside the binary): / answers 404")
+        }
         router = makeRouter()
         let daemon: MicroHTTPDaemon
         do {
@@ -249,6 +260,8 @@ public final class APIServer: @unchecked Sendable {
         router.add("GET", "/readyz", open: true) { [unowned self] _, _ in readiness() }
         router.add("GET", "/metrics", open: true) { [unowned self] _, _ in metricsPage() }
         router.add("GET", "/openapi.yaml", open: true) { [unowned self] _, _ in openAPIDocumentResponse() }
+        router.add("GET", "/", open: true) { [unowned self] _, _ in webPage() }
+        router.add("GET", "/web/{file}", open: true) { [unowned self] _, parameters in webFile(parameters["file"] ?? "") }
         return router
     }
 }

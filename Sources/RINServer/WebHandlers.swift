@@ -1,7 +1,27 @@
-// Documents the daemon serves from files installed beside it (openapi.yaml: /openapi.yaml).
+// Files the daemon serves from beside it: the page at `/` with its scripts and styles under
+// `/web/` (WebAssets), and the OpenAPI document (openapi.yaml: /, /web/{file}, /openapi.yaml).
+// All are open routes: the page itself asks for the API key where one is needed.
 import Foundation
 
 extension APIServer {
+    /// `GET /`: the page.
+    func webPage() -> HTTPResponse { webFile("index.html") }
+
+    /// `GET /web/{file}`: one of the page's files.
+    func webFile(_ name: String) -> HTTPResponse {
+        guard let webAssets else {
+            return Problem.notFound("the web page was not installed with this binary (share/rind/web)").response
+        }
+        guard let file = webAssets.files[name] else {
+            return Problem.notFound("the web page has no file '\(name)'").response
+        }
+        return HTTPResponse(status: 200, headers: [
+            ("Content-Type", file.contentType), ("Cache-Control", "no-cache"),
+            ("Content-Security-Policy", WebAssets.contentSecurityPolicy), ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "no-referrer"),
+        ], body: .bytes(file.bytes))
+    }
+
     func openAPIDocumentResponse() -> HTTPResponse {
         guard let openAPIDocument else { return Problem.notFound("openapi.yaml was not installed with this binary").response }
         return HTTPResponse(status: 200, headers: [("Content-Type", "application/yaml")], body: .bytes(openAPIDocument))
