@@ -109,7 +109,7 @@ class Daemon:
 def browser(work):
     options = webdriver.ChromeOptions()
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1100,1000", "--force-device-scale-factor=1", f"--user-data-dir={work}/chromium"):
+                     "--window-size=1100,1150", "--force-device-scale-factor=1", f"--user-data-dir={work}/chromium"):
         options.add_argument(argument)
     binary = shutil.which("chromium")
     if binary:
