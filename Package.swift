@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 // rind: an inference daemon for Recurrent Interface Network (RIN) diffusion models on CPUs.
 //
-// Layers, imported in one direction only (STYLE.md #1):
+// Layers, imported in one direction only:
 //   CBLAS, CKernels, CLibPNG, CMicroHTTPD (C libraries and shims)
 //   -> RINTensor (kernels on OpenBLAS, or oneDNN where installed) -> RINModel (checkpoint + RIN forward pass)
 //   -> RINDiffusion (schedules, noise, samplers) -> RINJobs (queue, workers, durable store)
@@ -52,7 +52,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
-        ], resources: [.copy("openapi.yaml")]),
+        ], resources: [.copy("openapi.yaml"), .copy("Web")]),
 
         .executableTarget(name: "rind", dependencies: [
             "RINServer", "RINJobs", "RINDiffusion", "RINModel", "RINImage", "RINTensor",
@@ -60,7 +60,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
-        // Tests mirror targets (STYLE.md #8). Shared fixtures live in Tests/Fixtures and are found
+        // Tests mirror targets, one test target per target. Shared fixtures live in Tests/Fixtures and are found
         // from #filePath, so no test target bundles resources.
         .testTarget(name: "RINTensorTests", dependencies: ["RINTensor"]),
         .testTarget(name: "RINModelTests", dependencies: ["RINModel", "RINTensor"]),

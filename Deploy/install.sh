@@ -67,6 +67,7 @@ if [ -x "$top/bin/rind" ] && [ -f "$top/share/rind/openapi.yaml" ]; then
     built="$top/bin/rind"
     checkpoints="$top/share/rind/checkpoints"
     openapi="$top/share/rind/openapi.yaml"
+    web="$top/share/rind/web"
     docs="$top/share/doc/rind"
     unit_source="$here/rind.service"
     env_example="$here/rind.env.example"
@@ -91,6 +92,7 @@ else
     fi
     checkpoints="$top/checkpoints"
     openapi="$top/Sources/RINServer/openapi.yaml"
+    web="$top/Sources/RINServer/Web"
     docs=$(mktemp -d)
     trap 'rm -rf "$docs"' EXIT
     cp "$top/README.md" "$docs/README.md"                 # the names a tarball has (scripts/dist.sh)
@@ -107,6 +109,9 @@ rm -rf "$share/checkpoints.new"
 cp -r "$checkpoints" "$share/checkpoints.new"
 rm -rf "$share/checkpoints" && mv "$share/checkpoints.new" "$share/checkpoints"
 install -m 0644 "$openapi" "$share/openapi.yaml"   # served at /openapi.yaml
+rm -rf "$share/web.new"                             # the page at /, found from bin/rind as ../share/rind/web
+install -d "$share/web.new" && install -m 0644 "$web"/* "$share/web.new/"
+rm -rf "$share/web" && mv "$share/web.new" "$share/web"
 echo "$version" > "$share/VERSION"
 install -m 0644 "$docs"/*.md "$doc/"
 sed "s#/usr/local/#$PREFIX/#g" "$unit_source" > "$unit.new" && chmod 0644 "$unit.new" && mv -f "$unit.new" "$unit"

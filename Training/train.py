@@ -1,4 +1,4 @@
-"""Train a class-conditional RIN on CIFAR-10 (32x32) or Tiny ImageNet (64x64) with the recipe of ../shared/spec/RIN.md ("Training").
+"""Train a class-conditional RIN on CIFAR-10 (32x32) or Tiny ImageNet (64x64) with the recipe of Jabri, Fleet, Chen, "Scalable Adaptive Computation for Iterative Generation" (ICML 2023) and its appendix of hyperparameters.
 
 Recipe: the config's prediction target (v for the bundled model), sigmoid(-3, 3, 0.9) training schedule
 (the config's training.schedule), MSE on the target, latent self-conditioning at the config's rate

@@ -178,6 +178,7 @@ grep -qF "plan=1 worker(s) x $(nproc) BLAS thread(s)" <<<"$ready_line" ||
 libraries=$(inside ldd /usr/local/bin/rind)
 grep -q "not found\|libswift" <<<"$libraries" && fail "the binary needs libraries the root lacks: $libraries"
 [ "$(curl -sf "$url/openapi.yaml" | head -c 8)" = "openapi:" ] || fail "/openapi.yaml not served (looked up from /proc/self/exe)"
+curl -sf "$url/" | grep -q "<title>rind</title>" || fail "/ does not serve the page (share/rind/web, looked up from /proc/self/exe)"
 [ "$(json "$url/models" 'j["default_model"]')" = imagenet64 ] || fail "/models does not name imagenet64 the default model"
 
 # 2. A job over HTTP, state in the DynamicUser directory -----------------------------------------------

@@ -7,8 +7,9 @@ set -euo pipefail
 # sgemm on AVX2/AVX-512 CPUs, and the tests check that path too.
 packages=(libopenblas-dev libdnnl2 libpng-dev libmicrohttpd-dev pkg-config python3-venv)
 # The tests: systemd-analyze verifies the unit; debootstrap and systemd-nspawn boot it under a real
-# systemd (scripts/boot-test.sh).
-[ "${1:-}" = "--test" ] && packages+=(systemd debootstrap systemd-container)
+# systemd (scripts/boot-test.sh); chromium and chromium-driver run the page at / in a headless
+# browser (Tests/web/run.sh).
+[ "${1:-}" = "--test" ] && packages+=(systemd debootstrap systemd-container chromium chromium-driver)
 
 missing=()
 for p in "${packages[@]}"; do

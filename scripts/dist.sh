@@ -9,6 +9,7 @@
 #                                     libmicrohttpd12 (and libc) at run time
 #     share/rind/checkpoints/         the bundled models   (found from bin/rind as ../share/rind/…,
 #     share/rind/openapi.yaml         the served API       so the tree also runs where it is unpacked)
+#     share/rind/web/                 the page at /
 #     share/rind/VERSION
 #     share/doc/rind/                 README.md, Deploy/README.md as DEPLOY.md, checkpoints/README.md
 #     deploy/                         install.sh, rind.service, rind.env.example
@@ -45,6 +46,8 @@ chmod 0755 "$tree/bin/rind"
 cp -r checkpoints "$tree/share/rind/checkpoints"
 rm -f "$tree/share/rind/checkpoints/README.md"
 install -m 0644 Sources/RINServer/openapi.yaml "$tree/share/rind/openapi.yaml"
+install -d "$tree/share/rind/web"
+install -m 0644 Sources/RINServer/Web/* "$tree/share/rind/web/"
 echo "$version" > "$tree/share/rind/VERSION"
 install -m 0644 README.md "$tree/share/doc/rind/README.md"
 install -m 0644 Deploy/README.md "$tree/share/doc/rind/DEPLOY.md"

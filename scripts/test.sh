@@ -16,7 +16,9 @@ RIND_ARTIFACT=$(bash scripts/dist.sh | tail -1)
 export RIND_ARTIFACT
 log=$(mktemp)
 pylog=$(mktemp)
-trap 'rm -f "$log" "$pylog"' EXIT
+weblog=$(mktemp)
+tsanlog=$(mktemp)
+trap 'rm -f "$log" "$pylog" "$weblog" "$tsanlog"' EXIT
 set +e
 swift test -c release --disable-swift-testing 2>&1 | tee "$log"
 swift_status=${PIPESTATUS[0]}
@@ -32,7 +34,18 @@ fi
 hostile_status=0
 .venv-test/bin/python scripts/hostile.py --short 2>&1 | tee -a "$log" || hostile_status=$?
 
-# One plain closing line for the three runners.
+# The page at / in a real headless Chromium against the built binary (Tests/web/run.sh).
+web_status=0
+bash Tests/web/run.sh --binary .build/release/rind 2>&1 | tee "$weblog" || web_status=$?
+
+# ThreadSanitizer over the job layer and the server tests (scripts/tsan.sh; its own build folder).
+tsan_status=0
+bash scripts/tsan.sh 2>&1 | tee "$tsanlog" || tsan_status=$?
+
+# One line each for the browser test and ThreadSanitizer, then one plain closing line for the
+# three test runners.
+grep -E "^web: [0-9]+ passed, [0-9]+ failed" "$weblog" | tail -1 || echo "web: did not run (status $web_status)"
+grep -E "^tsan: " "$tsanlog" | tail -1 || echo "tsan: did not run (status $tsan_status)"
 executed=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1 |
            sed -E 's/^[[:space:]]*Executed ([0-9]+) tests?, with ([0-9]+) failures?.*/\1 \2/')
 read -r swift_total swift_failed <<<"${executed:-0 0}"
@@ -42,4 +55,5 @@ hostile=$(grep -E "^hostile: [0-9]+ passed, [0-9]+ failed" "$log" | tail -1 |
           sed -E 's/^hostile: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/')
 read -r hostile_passed hostile_failed <<<"${hostile:-0 1}"
 echo "tests: $((swift_total - swift_failed + py_passed + hostile_passed)) passed, $((swift_failed + py_failed + hostile_failed)) failed"
-[ "$swift_status" -eq 0 ] && [ "$py_status" -eq 0 ] && [ "$hostile_status" -eq 0 ] && [ "$swift_total" -gt 0 ]
+[ "$swift_status" -eq 0 ] && [ "$py_status" -eq 0 ] && [ "$hostile_status" -eq 0 ] && [ "$swift_total" -gt 0 ] &&
+    [ "$web_status" -eq 0 ] && [ "$tsan_status" -eq 0 ]

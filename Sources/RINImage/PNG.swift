@@ -33,13 +33,22 @@ public enum PNG {
     /// Decodes a PNG. Gray stays gray, gray+alpha becomes RGBA, color without alpha becomes RGB
     /// and color with alpha (or a transparent palette) RGBA; 16-bit samples become 8-bit.
     /// More than `maxPixels` pixels is refused before any pixel memory is allocated.
-    public static func decode(_ data: Data, maxPixels: Int = 1 << 26) throws(ImageError) -> RasterImage {
-        guard !data.isEmpty else { throw .decodeFailed("no data") }
-        let handle = PNGImageHandle()
-        let begun = data.withUnsafeBytes { bytes in
-            png_image_begin_read_from_memory(&handle.image, bytes.baseAddress, bytes.count)
+    public static func decode(_ data: some ContiguousBytes, maxPixels: Int = 1 << 26) throws(ImageError) -> RasterImage {
+        // libpng keeps the pointer given to png_image_begin_read_from_memory and reads through it
+        // again in png_image_finish_read, so the whole decode runs inside one borrow of the bytes
+        // (a pointer from `withUnsafeBytes` is valid only inside its closure).
+        let result = data.withUnsafeBytes { bytes in
+            Result { () throws(ImageError) in try decode(borrowed: bytes, maxPixels: maxPixels) }
         }
-        guard begun != 0 else { throw .decodeFailed(handle.message) }
+        return try result.get()
+    }
+
+    private static func decode(borrowed bytes: UnsafeRawBufferPointer, maxPixels: Int) throws(ImageError) -> RasterImage {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { throw .decodeFailed("no data") }
+        let handle = PNGImageHandle()
+        guard png_image_begin_read_from_memory(&handle.image, base, bytes.count) != 0 else {
+            throw .decodeFailed(handle.message)
+        }
         let width = Int(handle.image.width)
         let height = Int(handle.image.height)
         guard width > 0, height > 0, width.multipliedReportingOverflow(by: height).partialValue <= maxPixels,
@@ -52,10 +61,8 @@ public enum PNG {
         let channels = hasAlpha ? 4 : (hasColor ? 3 : 1)
         handle.image.format = format(channels: channels)
         var pixels = [UInt8](repeating: 0, count: width * height * channels)
-        let finished = data.withUnsafeBytes { _ in
-            pixels.withUnsafeMutableBytes { output in
-                png_image_finish_read(&handle.image, nil, output.baseAddress, Int32(width * channels), nil)
-            }
+        let finished = pixels.withUnsafeMutableBytes { output in
+            png_image_finish_read(&handle.image, nil, output.baseAddress, Int32(width * channels), nil)
         }
         guard finished != 0 else { throw .decodeFailed(handle.message) }
         return try RasterImage(width: width, height: height, channels: channels, pixels: pixels)
@@ -70,7 +77,7 @@ public enum PNG {
     }
 }
 
-/// Owns one `png_image` and frees libpng's internal state in `deinit` (STYLE.md #7):
+/// Owns one `png_image` (one Swift type per C handle) and frees libpng's internal state in `deinit`:
 /// `png_image_free` is a no-op once libpng has freed it itself, so calling it always is safe.
 private final class PNGImageHandle {
     var image = png_image()

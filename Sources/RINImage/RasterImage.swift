@@ -1,5 +1,6 @@
 // The pixel struct of the image layer: 8-bit channels, row-major, channels last. RINImage sits
-// beside the engine (STYLE.md #1) and does not import it; the server converts ImagePixels to this.
+// beside the engine (Package.swift's layers) and does not import it; the server converts
+// ImagePixels to this.
 
 /// An 8-bit image: `height` rows of `width` pixels of `channels` bytes (1 gray, 3 RGB, 4 RGBA).
 public struct RasterImage: Sendable, Equatable {

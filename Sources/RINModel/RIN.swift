@@ -1,10 +1,11 @@
 import Foundation
 import RINTensor
 
-// The Recurrent Interface Network (Jabri, Fleet, Chen, ICML 2023), bottom-up: weight sources,
-// linear and LayerNorm weights, feed-forward, attention, the read / compute / write blocks, the
-// model, and its forward pass. The checkpoint's tensor names appear in this file only
-// (checkpoints/README.md is the contract; ../shared/spec/RIN.md the architecture).
+// The Recurrent Interface Network (Jabri, Fleet, Chen, "Scalable Adaptive Computation for
+// Iterative Generation", ICML 2023), bottom-up: weight sources, linear and LayerNorm weights,
+// feed-forward, attention, the read / compute / write blocks, the model, and its forward pass. The
+// checkpoint's tensor names appear in this file only (checkpoints/README.md is the contract: the
+// function, with the details the paper leaves open fixed).
 //
 // Shape legend (one image; a batch stacks B of them along the first axis)
 //   F, H, W, Cc  frames, height, width, channels of the image (channels last)
@@ -386,7 +387,8 @@ struct Block {
 ///
 /// Weights are immutable after construction and shared by every thread; all per-call state lives
 /// in the caller's buffers and `RINWorkspace`, so any number of threads may run `forward`
-/// concurrently, each with its own workspace. The carried latents are an argument (STYLE.md #4).
+/// concurrently, each with its own workspace. The carried latents are an argument, never state
+/// of the model: the sampler keeps them per job (`SamplingRun`).
 public final class RINNetwork: @unchecked Sendable {
     public let config: RINConfig
     let patchEmbed: Linear                // (D, P)

@@ -80,7 +80,9 @@ struct SafeTensorsFile {
                   let offsets = fields["data_offsets"] as? [Int], offsets.count == 2 else {
                 throw .badHeader(path: path, message: "entry '\(name)' needs dtype, shape and data_offsets [begin, end]")
             }
-            guard offsets[0] >= 0, offsets[1] >= offsets[0], dataStart + offsets[1] <= map.byteCount else {
+            // Compared with the data's size, never added to `dataStart`: the header chooses the
+            // offsets, and an addition near Int.max would trap instead of refusing the file.
+            guard offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] <= map.byteCount - dataStart else {
                 throw .truncated(path: path, tensor: name,
                                  message: "data_offsets \(offsets) lie outside the \(map.byteCount - dataStart) data bytes (file truncated?)")
             }

@@ -1,6 +1,9 @@
-// The rind HTTP API (openapi.yaml) on top of `MicroHTTPDaemon`. Request threads never sample: every
-// handler validates, calls the job service (which never waits for a step) and answers. Job layer
-// errors become problem+json here and only here (STYLE.md #6).
+// The rind HTTP API (openapi.yaml) on top of `MicroHTTPDaemon`: the server's lifecycle, dispatch
+// (API key, routing, query rules) and the route table. The handlers live in one file per resource
+// (JobsHandlers.swift, ModelsHandlers.swift, HealthHandlers.swift, MetricsHandlers.swift,
+// WebHandlers.swift). Request threads never sample: every handler validates, calls the job service
+// (which never waits for a step) and answers. Job layer errors become problem+json in
+// JobErrorProblems.swift and only there.
 import Foundation
 import Logging
 import RINDiffusion
@@ -52,6 +55,9 @@ public final class APIServer: @unchecked Sendable {
         public var unavailableRetryAfter: Int = 5
         /// The OpenAPI document served at `/openapi.yaml`; nil = looked up next to the executable.
         public var openAPIDocumentPath: String?
+        /// The folder of the page served at `/` (index.html, app.js, style.css); nil = looked up
+        /// next to the executable (`WebAssets`).
+        public var webDirectory: String?
 
         public init() {}
     }
@@ -71,17 +77,19 @@ public final class APIServer: @unchecked Sendable {
         return key
     }
 
-    private enum Phase { case loading, ready, draining }
+    enum Phase { case loading, ready, draining }
 
     public let configuration: Configuration
     private let logger: Logger
-    private let metrics = HTTPMetrics()
-    private let lock = NSLock()
-    private var phase = Phase.loading
-    private var service: JobService?
+    let metrics = HTTPMetrics()
+    let lock = NSLock()
+    var phase = Phase.loading
+    var service: JobService?
     private var daemon: MicroHTTPDaemon?
     private var router = Router()
-    private let openAPIDocument: [UInt8]?
+    let openAPIDocument: [UInt8]?
+    /// The page at `/` and its files; nil when they were not installed.
+    let webAssets: WebAssets?
 
     /// The port the server listens on.
     public var port: Int { lock.withLock { daemon?.port ?? configuration.port } }
@@ -95,13 +103,23 @@ public final class APIServer: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         openAPIDocument = Self.loadOpenAPIDocument(explicitPath: configuration.openAPIDocumentPath)
+        webAssets = WebAssets.load(explicitDirectory: configuration.webDirectory)
+        if let webAssets {
+            logger.debug("the page at / comes from \(webAssets.directory.path)")
+        } else {
+            logger.warning("no web page installed (share/rind/web beside the binary): / answers 404")
+        }
         router = makeRouter()
         let daemon: MicroHTTPDaemon
         do {
             daemon = try MicroHTTPDaemon(
                 host: configuration.host, port: configuration.port, limits: configuration.limits, logger: logger,
-                handler: { [unowned self] request in self.handle(request) },
-                observer: { [unowned self] request, status, seconds in self.completed(request, status, seconds) })
+                // Weak: a request still in flight while the server is released (its deinit stops
+                // the daemon, which waits for that request) must not reach a deinitialising self.
+                handler: { [weak self] request in
+                    self?.handle(request) ?? Problem.unavailable(detail: "the server is shutting down", retryAfter: 5).response
+                },
+                observer: { [weak self] request, status, seconds in self?.completed(request, status, seconds) })
         } catch {
             throw .listen(error)
         }
@@ -205,14 +223,14 @@ public final class APIServer: @unchecked Sendable {
     }
 
     /// The service, or the 503 to answer while there is none.
-    private func readyService() -> Result<JobService, Problem> {
+    func readyService() -> Result<JobService, Problem> {
         lock.withLock {
             if let service { return .success(service) }
             return .failure(.unavailable(detail: "the models are still loading", retryAfter: configuration.unavailableRetryAfter))
         }
     }
 
-    private func withService(_ body: (JobService) throws(Problem) -> HTTPResponse) -> HTTPResponse {
+    func withService(_ body: (JobService) throws(Problem) -> HTTPResponse) -> HTTPResponse {
         switch readyService() {
         case .failure(let problem): return problem.response
         case .success(let service):
@@ -220,10 +238,12 @@ public final class APIServer: @unchecked Sendable {
         }
     }
 
-    private func currentPhase() -> Phase { lock.withLock { phase } }
+    func currentPhase() -> Phase { lock.withLock { phase } }
 
     // MARK: Routes
 
+    /// Every route, in one place; the handlers live in one file per resource (JobsHandlers.swift,
+    /// ModelsHandlers.swift, HealthHandlers.swift, MetricsHandlers.swift, WebHandlers.swift).
     private func makeRouter() -> Router {
         var router = Router()
         router.add("POST", "/generate") { [unowned self] request, _ in generate(request) }
@@ -236,290 +256,12 @@ public final class APIServer: @unchecked Sendable {
         router.add("GET", "/jobs/{id}/stream") { [unowned self] request, parameters in stream(request, parameters) }
         router.add("GET", "/jobs/{id}/events") { [unowned self] _, parameters in events(parameters) }
         router.add("GET", "/models") { [unowned self] _, _ in models() }
-        router.add("GET", "/healthz", open: true) { _, _ in .json(HealthBody(status: "ok")) }
+        router.add("GET", "/healthz", open: true) { [unowned self] _, _ in health() }
         router.add("GET", "/readyz", open: true) { [unowned self] _, _ in readiness() }
-        router.add("GET", "/metrics", open: true) { [unowned self] _, _ in
-            .text(metrics.render(), contentType: "text/plain; version=0.0.4; charset=utf-8")
-        }
-        router.add("GET", "/openapi.yaml", open: true) { [unowned self] _, _ in
-            guard let openAPIDocument else { return Problem.notFound("openapi.yaml was not installed with this binary").response }
-            return HTTPResponse(status: 200, headers: [("Content-Type", "application/yaml")], body: .bytes(openAPIDocument))
-        }
+        router.add("GET", "/metrics", open: true) { [unowned self] _, _ in metricsPage() }
+        router.add("GET", "/openapi.yaml", open: true) { [unowned self] _, _ in openAPIDocumentResponse() }
+        router.add("GET", "/", open: true) { [unowned self] _, _ in webPage() }
+        router.add("GET", "/web/{file}", open: true) { [unowned self] _, parameters in webFile(parameters["file"] ?? "") }
         return router
-    }
-
-    private func readiness() -> HTTPResponse {
-        switch (currentPhase(), readyService()) {
-        case (.ready, .success(let service)):
-            guard service.storageWritable() else {
-                return Problem.unavailable(detail: "the state directory cannot be written (full or read-only); jobs wait until it can",
-                                           retryAfter: 30).response
-            }
-            return .json(HealthBody(status: "ready"))
-        case (.draining, _):
-            return Problem.unavailable(detail: "the daemon is shutting down", retryAfter: configuration.unavailableRetryAfter).response
-        default:
-            return Problem.unavailable(detail: "the models are still loading", retryAfter: configuration.unavailableRetryAfter).response
-        }
-    }
-
-    private func generate(_ request: HTTPRequest) -> HTTPResponse {
-        if currentPhase() == .draining {
-            return Problem.unavailable(detail: "the daemon is shutting down and accepts no new jobs",
-                                       retryAfter: configuration.unavailableRetryAfter).response
-        }
-        return withService { service throws(Problem) in
-            let values = try GenerateParameters.collect(request)
-            let modelName = values["model"]
-            let checkpoint: RINCheckpoint
-            if let modelName {
-                guard let found = service.checkpoint(named: modelName) else {
-                    throw Problem.invalidParameter("model", "unknown model '\(modelName)'; loaded: \(service.modelNames.joined(separator: ", "))")
-                }
-                checkpoint = found
-            } else {
-                checkpoint = service.defaultModel
-            }
-            let jobRequest = try GenerateParameters.jobRequest(values, model: modelName, checkpoint: checkpoint)
-            let key = request.header("idempotency-key")
-            if let key, key.isEmpty || key.utf8.count > 255 || key.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value > 0x7E }) {
-                throw Problem.invalidParameter("Idempotency-Key", "the Idempotency-Key header must be 1 to 255 visible ASCII characters")
-            }
-            let submission = try Self.mapped { () throws(JobError) in
-                try service.submit(jobRequest, idempotencyKey: key)
-            }
-            let job = submission.job
-            var headers: [(name: String, value: String)] = [("Location", "/jobs/\(job.id.rawValue)"),
-                                                            ("ETag", Self.etag(job)), ("Cache-Control", "no-store")]
-            if submission.replayed { headers.append(("Idempotent-Replayed", "true")) }
-            return .json(JobBody(job, config: checkpoint.config), status: 202, headers: headers)
-        }
-    }
-
-    private func jobID(_ parameters: Router.Parameters) throws(Problem) -> JobID {
-        let text = parameters["id"] ?? ""
-        guard let id = JobID(text) else {
-            throw Problem.notFound("no job '\(text)' (job ids are 16 hexadecimal characters)")
-        }
-        return id
-    }
-
-    private func config(_ service: JobService, _ job: JobSnapshot) -> RINConfig? {
-        service.checkpoint(named: job.model)?.config
-    }
-
-    private func getJob(_ request: HTTPRequest, _ parameters: Router.Parameters) -> HTTPResponse {
-        withService { service throws(Problem) in
-            let id = try jobID(parameters)
-            let job: JobSnapshot
-            job = try Self.mapped { () throws(JobError) in try service.job(id) }
-            let etag = Self.etag(job)
-            if let match = request.header("if-none-match"), Self.etagMatches(match, etag) {
-                return HTTPResponse(status: 304, headers: [("ETag", etag), ("Cache-Control", "no-cache")])
-            }
-            return .json(JobBody(job, config: config(service, job)), headers: [("ETag", etag), ("Cache-Control", "no-cache")])
-        }
-    }
-
-    private func listJobs(_ request: HTTPRequest) -> HTTPResponse {
-        withService { service throws(Problem) in
-            var status: JobStatus?
-            if let text = request.queryValue("status") {
-                guard let parsed = JobStatus(rawValue: text.lowercased()) else {
-                    throw Problem.invalidParameter("status", "'status' must be one of \(JobStatus.allCases.map(\.rawValue).joined(separator: ", ")); got '\(text)'")
-                }
-                status = parsed
-            }
-            let limit = try Self.integerQuery(request, "limit", default: 50, range: 1...500)
-            var offset = try Self.integerQuery(request, "offset", default: 0, range: 0...Int(Int32.max))
-            if let cursor = request.queryValue("cursor") {
-                guard let decoded = Self.decodeCursor(cursor) else {
-                    throw Problem.invalidParameter("cursor", "'cursor' must be a next_cursor value from an earlier page")
-                }
-                offset = decoded
-            }
-            let page = service.list(status: status, limit: limit, offset: offset)
-            let next = offset + page.jobs.count < page.total ? Self.encodeCursor(offset + page.jobs.count) : nil
-            return .json(JobListBody(jobs: page.jobs.map { JobBody($0, config: config(service, $0)) },
-                                     total: page.total, limit: limit, offset: offset, nextCursor: next),
-                         headers: [("Cache-Control", "no-cache")])
-        }
-    }
-
-    private func cancelJob(_ parameters: Router.Parameters) -> HTTPResponse {
-        withService { service throws(Problem) in
-            let id = try jobID(parameters)
-            let job: JobSnapshot
-            job = try Self.mapped { () throws(JobError) in try service.cancel(id) }
-            return .json(JobBody(job, config: config(service, job)), headers: [("ETag", Self.etag(job))])
-        }
-    }
-
-    private func deleteJob(_ parameters: Router.Parameters) -> HTTPResponse {
-        withService { service throws(Problem) in
-            let id = try jobID(parameters)
-            try Self.mapped { () throws(JobError) in try service.delete(id) }
-            return HTTPResponse(status: 204)
-        }
-    }
-
-    private func preview(_ parameters: Router.Parameters) -> HTTPResponse {
-        withService { service throws(Problem) in
-            let id = try jobID(parameters)
-            let image: JobImage
-            image = try Self.mapped { () throws(JobError) in try service.preview(id) }
-            return HTTPResponse(status: 200, headers: [("Content-Type", "image/png"), ("X-Step", String(image.step)),
-                                                       ("Cache-Control", "no-store")],
-                                body: .bytes(Array(image.data)))
-        }
-    }
-
-    private func image(_ request: HTTPRequest, _ parameters: Router.Parameters) -> HTTPResponse {
-        withService { service throws(Problem) in
-            let id = try jobID(parameters)
-            let index = try Self.integerQuery(request, "i", default: 0, range: 0...Int(Int32.max))
-            let image: JobImage
-            image = try Self.mapped { () throws(JobError) in try service.image(id, index: index) }
-            return HTTPResponse(status: 200, headers: [("Content-Type", "image/png"),
-                                                       ("Cache-Control", "public, max-age=31536000, immutable")],
-                                body: .bytes(Array(image.data)))
-        }
-    }
-
-    private func stream(_ request: HTTPRequest, _ parameters: Router.Parameters) -> HTTPResponse {
-        withService { service throws(Problem) in
-            let id = try jobID(parameters)
-            let index = try Self.integerQuery(request, "i", default: 0, range: 0...Int(Int32.max))
-            let subscription: JobSubscription
-            subscription = try Self.mapped { () throws(JobError) in try service.subscribe(id) }
-            let body = PreviewStreamBody(subscription: subscription) { [weak service] in
-                try? service?.image(id, index: index).data
-            }
-            return HTTPResponse(status: 200, headers: [
-                ("Content-Type", "multipart/x-mixed-replace; boundary=\(PreviewStreamBody.boundary)"),
-                ("Cache-Control", "no-store"),
-            ], body: .stream(body))
-        }
-    }
-
-    private func events(_ parameters: Router.Parameters) -> HTTPResponse {
-        withService { service throws(Problem) in
-            let id = try jobID(parameters)
-            let subscription: JobSubscription
-            subscription = try Self.mapped { () throws(JobError) in try service.subscribe(id) }
-            let snapshotConfig = (try? service.job(id)).flatMap { config(service, $0) }
-            let body = ServerSentEventsBody(subscription: subscription, config: snapshotConfig,
-                                            keepAlive: .milliseconds(Int64(configuration.keepAliveSeconds * 1000)))
-            return HTTPResponse(status: 200, headers: [("Content-Type", "text/event-stream"),
-                                                       ("Cache-Control", "no-store"), ("X-Accel-Buffering", "no")],
-                                body: .stream(body))
-        }
-    }
-
-    private func models() -> HTTPResponse {
-        withService { service throws(Problem) in
-            let models = service.models.enumerated().map { index, checkpoint in
-                ModelBody(checkpoint, isDefault: index == 0, previewEvery: service.configuration.previewEvery)
-            }
-            return .json(ModelListBody(defaultModel: service.defaultModel.name, models: models))
-        }
-    }
-
-    // MARK: Helpers
-
-    /// Runs a job service call, turning its error into the problem to answer.
-    static func mapped<T>(_ body: () throws(JobError) -> T) throws(Problem) -> T {
-        do { return try body() } catch { throw problem(for: error) }
-    }
-
-    /// Maps every job layer error to its problem (STYLE.md #6).
-    static func problem(for error: JobError) -> Problem {
-        switch error {
-        case let .unknownModel(name, available):
-            return .invalidParameter("model", "unknown model '\(name)'; loaded: \(available.joined(separator: ", "))")
-        case let .invalidParameter(name, message):
-            let apiName = GenerateParameters.apiName(name)
-            return .invalidParameter(apiName, "'\(apiName)': \(message)")
-        case let .queueFull(retryAfter):
-            return .queueFull(retryAfter: max(1, retryAfter), detail: error.description)
-        case .shuttingDown:
-            return .unavailable(detail: error.description, retryAfter: 5)
-        case .notFound:
-            return .notFound(error.description)
-        case .gone:
-            return .gone(error.description)
-        case .idempotencyConflict:
-            return Problem(kind: "idempotency-conflict", title: "Idempotency key reused", status: 422,
-                           detail: error.description, parameter: "Idempotency-Key")
-        case let .notFinished(_, _, retryAfter):
-            return .conflict(error.description, retryAfter: max(1, retryAfter))
-        case .noResult:
-            return Problem(kind: "no-result", title: "Job has no result", status: 404, detail: error.description)
-        case .imageIndexOutOfRange:
-            return .invalidParameter("i", error.description)
-        case .noPreview:
-            return Problem(kind: "no-preview", title: "No preview yet", status: 404, detail: error.description)
-        case .storage:
-            // The path stays in the log (JobService logs it); clients learn only what happened.
-            return .internalError("the state directory could not be read or written; the error is in the daemon's log")
-        case .storageFull:
-            return Problem(kind: "insufficient-storage", title: "Insufficient storage", status: 507,
-                           detail: "the state directory is full; the job was not accepted", headers: ["Retry-After": "30"])
-        }
-    }
-
-    static func etag(_ job: JobSnapshot) -> String { "\"\(job.id.rawValue)-\(job.revision)\"" }
-
-    static func etagMatches(_ header: String, _ etag: String) -> Bool {
-        header.split(separator: ",").contains { candidate in
-            var value = candidate.trimmingCharacters(in: .whitespaces)
-            if value == "*" { return true }
-            if value.hasPrefix("W/") { value.removeFirst(2) }
-            return value == etag
-        }
-    }
-
-    static func integerQuery(_ request: HTTPRequest, _ name: String, default value: Int, range: ClosedRange<Int>)
-        throws(Problem) -> Int {
-        guard let text = request.queryValue(name) else { return value }
-        guard let parsed = Int(text), range.contains(parsed) else {
-            throw Problem.invalidParameter(name, "'\(name)' must be an integer in \(range.lowerBound)...\(range.upperBound); got '\(text)'")
-        }
-        return parsed
-    }
-
-    /// Cursors are opaque to clients; they hold the offset of the next page.
-    static func encodeCursor(_ offset: Int) -> String { "o" + String(offset, radix: 36) }
-    static func decodeCursor(_ cursor: String) -> Int? {
-        guard cursor.hasPrefix("o"), let value = Int(cursor.dropFirst(), radix: 36), value >= 0 else { return nil }
-        return value
-    }
-
-    /// This process's executable, symlinks resolved (argv[0] may be a bare name found on PATH).
-    public static func executableURL() -> URL {
-        let link = URL(fileURLWithPath: "/proc/self/exe")
-        if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: link.path) {
-            return URL(fileURLWithPath: target)
-        }
-        return (Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments.first ?? "")).resolvingSymlinksInPath()
-    }
-
-    /// The OpenAPI document: an explicit path, else next to the executable (SwiftPM's resource
-    /// bundle, or `../share/rind/` after install), else beside this source file in a checkout.
-    static func loadOpenAPIDocument(explicitPath: String?) -> [UInt8]? {
-        var candidates: [URL] = []
-        if let explicitPath { candidates.append(URL(fileURLWithPath: explicitPath)) }
-        let executable = executableURL()
-        let directory = executable.deletingLastPathComponent()
-        candidates.append(directory.appendingPathComponent("rind_RINServer.resources/openapi.yaml"))
-        candidates.append(directory.deletingLastPathComponent().appendingPathComponent("share/rind/openapi.yaml"))
-        if let main = Bundle.main.resourceURL {
-            candidates.append(main.appendingPathComponent("rind_RINServer.resources/openapi.yaml"))
-        }
-        candidates.append(URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("openapi.yaml"))
-        for candidate in candidates {
-            if let data = FileManager.default.contents(atPath: candidate.path), !data.isEmpty { return Array(data) }
-        }
-        return nil
     }
 }

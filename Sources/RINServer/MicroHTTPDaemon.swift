@@ -73,8 +73,9 @@ public enum HTTPServerError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// Owns one libmicrohttpd daemon: the listening socket, the MHD handle (stopped in `deinit`),
-/// and the bridge from MHD's C callbacks to a Swift handler.
+/// One libmicrohttpd daemon serving a Swift handler: binds the listening socket, starts MHD on it
+/// through ``MHDDaemonHandle`` (the one owner of the C daemon and of everything its callbacks point
+/// at), and stops it in `deinit`.
 ///
 /// MHD runs one thread per connection: ordinary handlers answer at once, and streaming bodies may
 /// block their own connection's thread while they wait for job events, which never touches a
@@ -91,30 +92,25 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
     /// The host as given.
     public let host: String
 
-    private let handler: Handler
-    private let observer: CompletionObserver
-    private let limits: HTTPServerLimits
-    private let logger: Logger
-    private var daemon: OpaquePointer?
-    private var listenFD: Int32
-    private let streamsLock = NSLock()
-    private var openStreams: [ObjectIdentifier: any StreamingBody] = [:]
-    private var stopped = false
-    /// Closes connections that take too long to send a request (slowloris).
-    private let reaper: SlowRequestReaper
+    /// What MHD's callbacks reach: kept alive by `handle` until `MHD_stop_daemon` has returned.
+    private let bridge: RequestBridge
+    private let handle: MHDDaemonHandle
+
+    /// Called once, right after `MHD_stop_daemon` has returned, with the number of the listening
+    /// socket it closed; for tests, which use it to reuse that number as another thread might.
+    public var didStopMHD: (@Sendable (Int32) -> Void)? {
+        get { handle.didStop }
+        set { handle.didStop = newValue }
+    }
 
     /// Binds `host:port`, starts MHD and begins serving.
     public init(host: String, port: Int, limits: HTTPServerLimits, logger: Logger,
                 handler: @escaping Handler, observer: @escaping CompletionObserver) throws(HTTPServerError) {
         self.host = host
-        self.handler = handler
-        self.observer = observer
-        self.limits = limits
-        self.logger = logger
-        reaper = SlowRequestReaper(limits: limits, logger: logger)
         let (fd, boundPort) = try Self.bindListeningSocket(host: host, port: port)
-        self.listenFD = fd
         self.port = boundPort
+        let bridge = RequestBridge(limits: limits, logger: logger, handler: handler, observer: observer)
+        self.bridge = bridge
 
         var options = rind_mhd_options()
         options.listen_fd = fd
@@ -124,40 +120,26 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
         options.per_ip_connection_limit = UInt32(max(0, limits.maxConnectionsPerIP))
         options.connection_timeout_s = UInt32(max(0, limits.connectionTimeoutSeconds))
         options.connection_memory_limit = limits.connectionMemoryLimit
-        let context = Unmanaged.passUnretained(self).toOpaque()
         options.notify_connection = notifyConnectionTrampoline
-        options.notify_connection_cls = context
         options.uri_log = uriLogTrampoline
-        options.uri_log_cls = context
-        daemon = rind_mhd_start(&options, accessHandlerTrampoline, context,
-                                completedTrampoline, context, logTrampoline, context)
-        if daemon == nil {
-            close(fd)
-            throw .daemonStart(host: host, port: boundPort)
+        let started = MHDDaemonHandle.start(listenSocket: fd, context: bridge) { context in
+            options.notify_connection_cls = context
+            options.uri_log_cls = context
+            return rind_mhd_start(&options, accessHandlerTrampoline, context,
+                                  completedTrampoline, context, logTrampoline, context)
         }
-        reaper.start()
+        guard let started else { throw .daemonStart(host: host, port: boundPort) }
+        handle = started
+        bridge.startReaper()
     }
 
     deinit { stop() }
 
-    /// Ends every open stream, then stops MHD (which joins the connection threads) and closes
-    /// the socket. Safe to call more than once.
+    /// Ends every open stream, then stops MHD, which joins the connection threads and closes the
+    /// listening socket. Safe to call more than once.
     public func stop() {
-        streamsLock.lock()
-        if stopped { streamsLock.unlock(); return }
-        stopped = true
-        let streams = Array(openStreams.values)
-        streamsLock.unlock()
-        for stream in streams { stream.close() }
-        reaper.stop()
-        if let daemon {
-            MHD_stop_daemon(daemon)
-            self.daemon = nil
-        }
-        if listenFD >= 0 {
-            close(listenFD)
-            listenFD = -1
-        }
+        bridge.stopStreams()
+        handle.stop()
     }
 
     // MARK: Listening socket
@@ -243,15 +225,53 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
         }
         return sawAny
     }
+}
+
+/// The Swift side of MHD's callbacks for one daemon: reads requests, runs the handler, queues the
+/// responses and feeds streaming bodies. MHD's callbacks reach it through the context pointer that
+/// ``MHDDaemonHandle`` keeps retained until `MHD_stop_daemon` has returned.
+private final class RequestBridge: @unchecked Sendable {
+    private let handler: MicroHTTPDaemon.Handler
+    private let observer: MicroHTTPDaemon.CompletionObserver
+    private let limits: HTTPServerLimits
+    private let logger: Logger
+    private let streamsLock = NSLock()
+    private var openStreams: [ObjectIdentifier: any StreamingBody] = [:]
+    private var stopped = false
+    /// Closes connections that take too long to send a request (slowloris).
+    private let reaper: SlowRequestReaper
+
+    init(limits: HTTPServerLimits, logger: Logger, handler: @escaping MicroHTTPDaemon.Handler,
+         observer: @escaping MicroHTTPDaemon.CompletionObserver) {
+        self.handler = handler
+        self.observer = observer
+        self.limits = limits
+        self.logger = logger
+        reaper = SlowRequestReaper(limits: limits, logger: logger)
+    }
+
+    func startReaper() { reaper.start() }
+
+    /// Ends every open stream (their connections then finish, so `MHD_stop_daemon` can join their
+    /// threads) and the reaper; streams asked for from now on get 503. Safe to call more than once.
+    func stopStreams() {
+        streamsLock.lock()
+        if stopped { streamsLock.unlock(); return }
+        stopped = true
+        let streams = Array(openStreams.values)
+        streamsLock.unlock()
+        for stream in streams { stream.close() }
+        reaper.stop()
+    }
 
     // MARK: Connections (for the reaper)
 
-    fileprivate func connectionOpened(_ connection: OpaquePointer, context: UnsafeMutablePointer<UnsafeMutableRawPointer?>) {
+    func connectionOpened(_ connection: OpaquePointer, context: UnsafeMutablePointer<UnsafeMutableRawPointer?>) {
         let state = reaper.opened(fd: rind_mhd_connection_fd(connection))
         context.pointee = Unmanaged.passRetained(state).toOpaque()
     }
 
-    fileprivate func connectionClosed(context: UnsafeMutablePointer<UnsafeMutableRawPointer?>) {
+    func connectionClosed(context: UnsafeMutablePointer<UnsafeMutableRawPointer?>) {
         guard let pointer = context.pointee else { return }
         reaper.closed(Unmanaged<SlowRequestReaper.Connection>.fromOpaque(pointer).takeRetainedValue())
         context.pointee = nil
@@ -272,7 +292,7 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
     /// query cut here (the library parses the query right after this callback, from this very
     /// buffer) and the request is answered 414 by `handleAccess`. An encoded NUL (`%00`), which
     /// the library's decoding would turn into a silent truncation, is noted for a 400.
-    fileprivate func beginRequest(uri: UnsafePointer<CChar>?) -> RequestState {
+    func beginRequest(uri: UnsafePointer<CChar>?) -> RequestState {
         let state = RequestState()
         guard let uri else { return state }
         let length = strlen(uri)
@@ -325,7 +345,7 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
         return nil
     }
 
-    fileprivate func handleAccess(connection: OpaquePointer, url: String, method: String,
+    func handleAccess(connection: OpaquePointer, url: String, method: String,
                                   uploadData: UnsafePointer<CChar>?, uploadSize: UnsafeMutablePointer<Int>,
                                   state statePointer: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> MHD_Result {
         let state: RequestState
@@ -395,7 +415,7 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
             }
             openStreams[ObjectIdentifier(body)] = body
             streamsLock.unlock()
-            let pump = StreamPump(body: body, daemon: self)
+            let pump = StreamPump(body: body, bridge: self)
             mhdResponse = MHD_create_response_from_callback(UInt64.max, 16 * 1024, streamReaderTrampoline,
                                                            Unmanaged.passRetained(pump).toOpaque(),
                                                            streamFreeTrampoline)
@@ -409,14 +429,14 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
         return result
     }
 
-    fileprivate func streamEnded(_ body: any StreamingBody) {
+    func streamEnded(_ body: any StreamingBody) {
         streamsLock.lock()
         openStreams[ObjectIdentifier(body)] = nil
         streamsLock.unlock()
         body.close()
     }
 
-    fileprivate func completed(connection: OpaquePointer?, state pointer: UnsafeMutableRawPointer) {
+    func completed(connection: OpaquePointer?, state pointer: UnsafeMutableRawPointer) {
         let state = Unmanaged<RequestState>.fromOpaque(pointer).takeRetainedValue()
         if let connection { setReading(true, on: connection) }
         guard state.headRead else { return }   // libmicrohttpd answered this one itself
@@ -425,7 +445,7 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
         observer(request, state.status, Date().timeIntervalSince(state.started))
     }
 
-    fileprivate func log(_ message: String) {
+    func log(_ message: String) {
         // A client that went away (or a slow one the reaper cut) is routine; the reaper logs
         // its own summary.
         if message.contains("detected connection closure") || message.contains("Connection reset") {
@@ -487,12 +507,12 @@ private final class RequestState {
 /// at a time.
 private final class StreamPump {
     let body: any StreamingBody
-    weak var daemon: MicroHTTPDaemon?
+    weak var bridge: RequestBridge?
     var pending: [UInt8] = []
     var offset = 0
-    init(body: any StreamingBody, daemon: MicroHTTPDaemon) {
+    init(body: any StreamingBody, bridge: RequestBridge) {
         self.body = body
-        self.daemon = daemon
+        self.bridge = bridge
     }
 
     func read(into buffer: UnsafeMutablePointer<CChar>, max: Int) -> Int {
@@ -513,34 +533,34 @@ private final class StreamPump {
 private let accessHandlerTrampoline: MHD_AccessHandlerCallback = {
     cls, connection, url, method, _, uploadData, uploadSize, conCls in
     guard let cls, let connection, let uploadSize, let conCls else { return mhdNo }
-    let daemon = Unmanaged<MicroHTTPDaemon>.fromOpaque(cls).takeUnretainedValue()
-    return daemon.handleAccess(connection: connection, url: url.map { String(cString: $0) } ?? "/",
+    let bridge = Unmanaged<RequestBridge>.fromOpaque(cls).takeUnretainedValue()
+    return bridge.handleAccess(connection: connection, url: url.map { String(cString: $0) } ?? "/",
                                method: method.map { String(cString: $0) } ?? "GET",
                                uploadData: uploadData, uploadSize: uploadSize, state: conCls)
 }
 
 private let completedTrampoline: MHD_RequestCompletedCallback = { cls, connection, conCls, _ in
     guard let cls, let conCls, let state = conCls.pointee else { return }
-    let daemon = Unmanaged<MicroHTTPDaemon>.fromOpaque(cls).takeUnretainedValue()
-    daemon.completed(connection: connection, state: state)
+    let bridge = Unmanaged<RequestBridge>.fromOpaque(cls).takeUnretainedValue()
+    bridge.completed(connection: connection, state: state)
     conCls.pointee = nil
 }
 
 private let notifyConnectionTrampoline: MHD_NotifyConnectionCallback = { cls, connection, context, code in
     guard let cls, let connection, let context else { return }
-    let daemon = Unmanaged<MicroHTTPDaemon>.fromOpaque(cls).takeUnretainedValue()
+    let bridge = Unmanaged<RequestBridge>.fromOpaque(cls).takeUnretainedValue()
     if code.rawValue == 0 {   // MHD_CONNECTION_NOTIFY_STARTED
-        daemon.connectionOpened(connection, context: context)
+        bridge.connectionOpened(connection, context: context)
     } else {
-        daemon.connectionClosed(context: context)
+        bridge.connectionClosed(context: context)
     }
 }
 
 private let uriLogTrampoline: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?, OpaquePointer?)
     -> UnsafeMutableRawPointer? = { cls, uri, _ in
     guard let cls else { return nil }
-    let daemon = Unmanaged<MicroHTTPDaemon>.fromOpaque(cls).takeUnretainedValue()
-    return Unmanaged.passRetained(daemon.beginRequest(uri: uri)).toOpaque()
+    let bridge = Unmanaged<RequestBridge>.fromOpaque(cls).takeUnretainedValue()
+    return Unmanaged.passRetained(bridge.beginRequest(uri: uri)).toOpaque()
 }
 
 private let streamReaderTrampoline: MHD_ContentReaderCallback = { cls, _, buffer, max in
@@ -552,10 +572,10 @@ private let streamReaderTrampoline: MHD_ContentReaderCallback = { cls, _, buffer
 private let streamFreeTrampoline: MHD_ContentReaderFreeCallback = { cls in
     guard let cls else { return }
     let pump = Unmanaged<StreamPump>.fromOpaque(cls).takeRetainedValue()
-    if let daemon = pump.daemon { daemon.streamEnded(pump.body) } else { pump.body.close() }
+    if let bridge = pump.bridge { bridge.streamEnded(pump.body) } else { pump.body.close() }
 }
 
 private let logTrampoline: rind_mhd_log_callback = { cls, message in
     guard let cls, let message else { return }
-    Unmanaged<MicroHTTPDaemon>.fromOpaque(cls).takeUnretainedValue().log(String(cString: message))
+    Unmanaged<RequestBridge>.fromOpaque(cls).takeUnretainedValue().log(String(cString: message))
 }

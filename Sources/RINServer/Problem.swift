@@ -2,8 +2,8 @@ import Foundation
 
 /// An RFC 9457 problem detail: the body of every error response (`application/problem+json`).
 ///
-/// Only the server builds these (STYLE.md #6): lower layers throw their own typed errors and
-/// ``ProblemMapping`` turns them into problems at the edge.
+/// Only the server builds these: lower layers throw their own typed errors, and
+/// `APIServer.problem(for:)` (JobErrorProblems.swift) turns them into problems at the edge.
 public struct Problem: Error, Codable, Sendable, Equatable {
     /// A URI reference naming the kind of problem; stable, documented in openapi.yaml.
     public var type: String

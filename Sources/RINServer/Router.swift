@@ -70,7 +70,8 @@ public struct Router: Sendable {
     /// Finds the route and handler for a method and path.
     public func match(method: String, path: String) -> Match {
         let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-        let normalized = Array(parts.last == "" && parts.count > 1 ? parts.dropLast() : parts)
+        // "/" has no segments (the template "/" neither); "/jobs/" is "/jobs".
+        let normalized = parts.last == "" ? Array(parts.dropLast()) : Array(parts)
         for route in routes {
             guard let parameters = route.match(normalized) else { continue }
             let lookup = method == "HEAD" ? "GET" : method

@@ -118,7 +118,7 @@ final class DeployTests: XCTestCase {
         XCTAssertEqual(second.status, 0, second.output)
         XCTAssertEqual(try String(contentsOf: envFile, encoding: .utf8), "RIND_PORT=9999\n")
         for path in ["usr/local/bin/rind", "usr/local/share/rind/checkpoints/cifar10/config.json",
-                     "etc/systemd/system/rind.service"] {
+                     "usr/local/share/rind/web/index.html", "etc/systemd/system/rind.service"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: stage.appendingPathComponent(path).path),
                           "install.sh did not install \(path)")
         }
@@ -159,7 +159,7 @@ final class DeployTests: XCTestCase {
         let verified = try run("/bin/bash", [script, "--artifact", tarball.path], environment: environment)
         XCTAssertEqual(verified.status, 0, verified.output)
         for path in ["usr/local/bin/rind", "usr/local/share/rind/checkpoints/cifar10/model.safetensors",
-                     "usr/local/share/rind/openapi.yaml", "usr/local/share/rind/VERSION",
+                     "usr/local/share/rind/openapi.yaml", "usr/local/share/rind/VERSION", "usr/local/share/rind/web/app.js",
                      "usr/local/share/doc/rind/DEPLOY.md", "etc/systemd/system/rind.service", "etc/default/rind"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: stage.appendingPathComponent(path).path),
                           "install.sh --artifact did not install \(path)")

@@ -24,6 +24,17 @@ final class PNGTests: XCTestCase {
         }
     }
 
+    /// `withUnsafeBytes` promises its pointer only inside the closure. libpng keeps the pointer it
+    /// is given at `png_image_begin_read_from_memory` and reads through it again at
+    /// `png_image_finish_read`, so both calls must run inside one closure. These bytes hand out a
+    /// fresh copy on every call and wipe it when the closure returns, as a container is allowed to.
+    func testDecodeReadsTheBytesInsideOneBorrow() throws {
+        let image = try RasterImage(width: 9, height: 6, channels: 3, pixels: pattern(count: 9 * 6 * 3, seed: 7))
+        let bytes = MovingBytes(Array(try PNG.encode(image)))
+        XCTAssertEqual(try PNG.decode(bytes), image)
+        XCTAssertEqual(bytes.borrows, 1, "decode borrows the bytes once")
+    }
+
     func testDecodeOfGarbageFailsWithLibpngMessage() {
         let garbage = Data("this is not a PNG at all, just some text".utf8)
         XCTAssertThrowsError(try PNG.decode(garbage)) { error in
@@ -124,5 +135,26 @@ final class ImageGridTests: XCTestCase {
         XCTAssertThrowsError(try ImageGrid.compose([a, a], gap: -1)) { error in
             guard case .invalidImage = error as? ImageError else { return XCTFail("\(error)") }
         }
+    }
+}
+
+/// Bytes that move: every `withUnsafeBytes` gets its own copy, zeroed when the closure returns
+/// (kept allocated until deinit, so a reader that holds on reads zeros rather than freed memory).
+private final class MovingBytes: ContiguousBytes {
+    private let bytes: [UInt8]
+    private var copies: [UnsafeMutableRawBufferPointer] = []
+    private(set) var borrows = 0
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    deinit { for copy in copies { copy.deallocate() } }
+
+    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        borrows += 1
+        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
+        copies.append(copy)
+        bytes.withUnsafeBytes { copy.copyMemory(from: $0) }
+        defer { copy.initializeMemory(as: UInt8.self, repeating: 0) }
+        return try body(UnsafeRawBufferPointer(copy))
     }
 }

@@ -230,6 +230,25 @@ final class LoaderErrorTests: XCTestCase {
         XCTAssertEqual(name, "readout.bias")
     }
 
+    /// Offsets near Int.max must be refused with an error, not trap on `dataStart + offset`
+    /// (the header is the file's to choose: a hostile or corrupt file must not kill the daemon).
+    func testHostileOffsetsAreRefusedNotTrapped() throws {
+        let url = temporaryDirectory().appendingPathComponent("hostile.safetensors")
+        for offsets in [[0, Int.max], [Int.max - 1, Int.max], [Int.max, Int.max], [0, Int.max - 7]] {
+            let json = Data(#"{"x": {"dtype": "F32", "shape": [1], "data_offsets": [\#(offsets[0]), \#(offsets[1])]}}"#.utf8)
+            var file = Data()
+            withUnsafeBytes(of: UInt64(json.count).littleEndian) { file.append(contentsOf: $0) }
+            try (file + json + Data(count: 4)).write(to: url)
+            XCTAssertThrowsError(try SafeTensorsReader.read(url), "data_offsets \(offsets)") { error in
+                guard case .truncated(_, let name, let message)? = error as? CheckpointError else {
+                    return XCTFail("expected truncated for \(offsets), got \(error)")
+                }
+                XCTAssertEqual(name, "x")
+                XCTAssertTrue(message.contains("outside"), message)
+            }
+        }
+    }
+
     func testBadHeaders() throws {
         let directory = try validCheckpoint()
         let url = directory.appendingPathComponent("model.safetensors")

@@ -97,7 +97,9 @@ final class NetworkBehaviourTests: XCTestCase {
     }
 
     func testFlopCountOfTheOfficialImageNet64Config() {
-        // RIN.md: "One ImageNet-64 sampling step at batch 1 is about 44 GFLOP."
+        // The ImageNet-64 configuration of the paper (Jabri, Fleet, Chen, "Scalable Adaptive
+        // Computation for Iterative Generation", ICML 2023; Training/configs/imagenet64-official.json):
+        // one sampling step at batch 1 is about 44 GFLOP by `RINNetwork.flopsPerImage`.
         let imagenet = RINConfig(
             image: .init(frames: 1, height: 64, width: 64, channels: 3), patch: .init(size: 4, frames: 1),
             interface: .init(dim: 512, heads: 16, mlpRatio: 4), latents: .init(count: 128, dim: 768, heads: 16, mlpRatio: 4),
@@ -106,6 +108,6 @@ final class NetworkBehaviourTests: XCTestCase {
         let gflop = RINNetwork.flopsPerImage(imagenet) / 1e9
         XCTAssertEqual(gflop, 44.5, accuracy: 1)
         let parameters = RINNetwork.tensorShapes(for: imagenet).reduce(0) { $0 + $1.shape.reduce(1, *) }
-        XCTAssertEqual(Double(parameters) / 1e6, 158, accuracy: 8, "RIN.md: ~158M parameters")
+        XCTAssertEqual(Double(parameters) / 1e6, 158, accuracy: 8, "the official ImageNet-64 configuration: ~158M parameters")
     }
 }

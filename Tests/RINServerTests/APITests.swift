@@ -205,7 +205,7 @@ final class APITests: XCTestCase {
         assertProblem(try http("GET", port, "/jobs/0123456789abcdef/stream"), status: 404)
         assertProblem(try http("GET", port, "/jobs/0123456789abcdef/preview.png"), status: 404)
         assertProblem(try http("GET", port, "/nothing/here"), status: 404)
-        assertProblem(try http("GET", port, "/"), status: 404)
+        assertProblem(try http("GET", port, "/index.html"), status: 404)
     }
 
     func testMethodNotAllowedListsAllow() throws {

@@ -49,7 +49,7 @@ final class OpenAPIConformanceTests: XCTestCase {
             ["post", "/generate"], ["get", "/jobs"], ["get", "/jobs/{id}"], ["delete", "/jobs/{id}"],
             ["post", "/jobs/{id}/cancel"], ["get", "/jobs/{id}/preview.png"], ["get", "/jobs/{id}/image.png"],
             ["get", "/jobs/{id}/stream"], ["get", "/jobs/{id}/events"], ["get", "/models"], ["get", "/healthz"],
-            ["get", "/readyz"], ["get", "/metrics"], ["get", "/openapi.yaml"],
+            ["get", "/readyz"], ["get", "/metrics"], ["get", "/openapi.yaml"], ["get", "/"], ["get", "/web/{file}"],
         ]
         let samples = Fixtures.temporaryDirectory("rind-openapi").appendingPathComponent("samples.json")
         try JSONSerialization.data(withJSONObject: ["operations": operations, "bodies": bodies]).write(to: samples)

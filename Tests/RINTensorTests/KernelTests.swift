@@ -77,6 +77,41 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// exp over the whole float range: finite up to ln(FLT_MAX) = 88.7228 (it used to give +inf
+    /// from 88.38, where 2^k needs exponent 128), +inf above, subnormal results down to about
+    /// -103.97, 0 below, and NaN for NaN.
+    func testExpOverTheWholeFloatRange() {
+        ComputePath.forEach { path in
+            print("path: \(path)")
+            let lnMax = logf(Float.greatestFiniteMagnitude)
+            var edges: [Float] = [88.3763, 88.38, 88.5, 88.7, 88.72, lnMax.nextDown, lnMax, lnMax.nextUp, 88.73, 89, 100,
+                                  1e30, .infinity, -87.3, -87.4, -88, -90, -95, -100, -103, -103.9, -103.97, -104,
+                                  -110, -1e30, -.infinity, 0, -0.0, 1, -1, 1e-30, -1e-30, .leastNonzeroMagnitude]
+            // Every 1/64 from -105 to 90, vector body and tail alike.
+            edges += (0..<(195 * 64)).map { Float(-105) + Float($0) / 64 }
+            var out = [Float](repeating: 0, count: edges.count)
+            expVector(&out, edges, edges.count)
+            var worst: Float = 0
+            for (x, y) in zip(edges, out) {
+                let reference = expf(x)
+                if reference.isInfinite || reference == 0 {
+                    XCTAssertEqual(y, reference, "exp(\(x))")
+                } else if reference.isNormal {
+                    let error = abs(y - reference) / reference
+                    worst = max(worst, error)
+                    XCTAssertLessThan(error, 1e-6, "exp(\(x)) = \(y), libm \(reference)")
+                } else {
+                    // Subnormal results: within two units of the last place (2^-149).
+                    XCTAssertLessThanOrEqual(abs(y - reference), 2 * Float.leastNonzeroMagnitude, "exp(\(x)) = \(y), libm \(reference)")
+                }
+            }
+            print("exp: worst relative error \(worst) over normal results")
+            var nan: [Float] = [.nan, -.nan]
+            expVector(&nan, nan, 2)
+            XCTAssertTrue(nan[0].isNaN && nan[1].isNaN, "exp(NaN) = \(nan)")
+        }
+    }
+
     func testLayerNormMatchesReference() {
         ComputePath.forEach { path in
             print("path: \(path)")

@@ -1,0 +1,49 @@
+import Foundation
+import Logging
+import RINServer
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The libmicrohttpd daemon's lifetime: who closes the listening socket, and when.
+final class DaemonLifetimeTests: XCTestCase {
+    private func startDaemon() throws -> MicroHTTPDaemon {
+        try MicroHTTPDaemon(host: "127.0.0.1", port: 0, limits: HTTPServerLimits(), logger: Logger(label: "test"),
+                            handler: { _ in HTTPResponse(status: 204) }, observer: { _, _, _ in })
+    }
+
+    /// `MHD_stop_daemon` closes the listening socket itself. Nothing may close that descriptor
+    /// number again: from that moment another thread's `open` may get the same number, and a
+    /// second `close` would take its file away. The hook plays that other thread.
+    func testStopClosesTheListeningSocketExactlyOnce() throws {
+        let daemon = try startDaemon()
+        let seen = LockedValue<(fd: Int32, closedByMHD: Bool)?>(nil)
+        daemon.didStopMHD = { fd in
+            let closedByMHD = fcntl(fd, F_GETFD) == -1 && errno == EBADF
+            let file = open("/dev/null", O_RDONLY)
+            if file != fd {
+                dup2(file, fd)
+                close(file)
+            }
+            seen.set((fd, closedByMHD))
+        }
+        daemon.stop()
+        let (fd, closedByMHD) = try XCTUnwrap(seen.get(), "the hook ran")
+        XCTAssertTrue(closedByMHD, "MHD_stop_daemon closes the listening socket")
+        XCTAssertNotEqual(fcntl(fd, F_GETFD), -1,
+                          "stop() closed descriptor \(fd) again, taking the file opened after MHD_stop_daemon")
+        close(fd)
+        daemon.stop()   // idempotent: closes nothing
+    }
+}
+
+/// A value shared with a callback on another thread.
+private final class LockedValue<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func get() -> Value { lock.withLock { value } }
+    func set(_ newValue: Value) { lock.withLock { value = newValue } }
+}
