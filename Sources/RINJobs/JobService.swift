@@ -77,8 +77,9 @@ public final class JobService: @unchecked Sendable {
         /// wait in the queue.
         public var workers: Int
         /// Network rows a batched step holds at most (an image is one row, two with guidance); a
-        /// job that alone needs more runs alone. Bounds the scratch memory of a step.
-        public var maxBatchRows: Int = 32
+        /// job that alone needs more runs alone. Bounds the scratch memory of a step; 8 measured
+        /// best on a 2-core machine (docs/PERFORMANCE.md: 16-row steps were slower per image).
+        public var maxBatchRows: Int = 8
         /// Queued jobs at most (running ones not counted); more is `JobError.queueFull`.
         public var maxQueue: Int
         /// Finished jobs kept at most (oldest deleted first); nil = no limit.

@@ -50,7 +50,7 @@ struct Serve: AsyncParsableCommand {
     var threads: Int?
 
     @Option(help: "Network rows a batched step holds at most (an image is one row, two with guidance); bounds the step's memory.")
-    var maxBatchRows: Int = 32
+    var maxBatchRows: Int = 8
 
     @Option(help: "Finished jobs kept at most (oldest deleted first; 410 Gone after).")
     var keepJobs: Int = 1000
