@@ -75,9 +75,10 @@ func assertSoloImages(_ service: JobService, _ job: JobSnapshot, file: StaticStr
 /// Cross-job batching in the service: running jobs of one model advance together, one batched
 /// network pass per step, and each job's images are those of the same job run alone.
 final class BatchingTests: XCTestCase {
-    /// Four jobs that differ in class, seed, steps, sampler, schedule, guidance, count and carry.
+    /// Four jobs that differ in class, seed, steps, sampler, schedule, guidance, count and carry:
+    /// 1 + 4 + 1 + 2 = 8 network rows, one batch at the default `maxBatchRows`.
     let mixed: [JobRequest] = [
-        JobRequest(classIndex: 0, seed: 11, steps: 4),
+        JobRequest(classIndex: 0, seed: 11, steps: 4, guidance: 0),
         JobRequest(classIndex: 2, seed: 12, steps: 6, sampler: .ddpm, guidance: 2, count: 2),
         JobRequest(seed: 13, steps: 5, schedule: .sigmoid, carryLatents: false, unconditional: true),
         JobRequest(classIndex: 1, seed: 14, steps: 3, sampler: .ddpm, schedule: .linear, guidance: 1.5),
