@@ -8,24 +8,25 @@ import RINModel
 /// the same order a run alone has them), runs `RINNetwork.forward` once over all of them with each
 /// row's own gamma, class and Z_prev, then hands every run its rows back (`SamplingRun`).
 ///
-/// The same images as alone, to within one 8-bit level: every operation of the forward pass
-/// treats each row (image) on its own: LayerNorms, GELU and softmax by row, attention image by
-/// image, class and time tokens by row, and every linear layer is one matrix product whose output
-/// row i is computed from input row i alone. But the matrix libraries (OpenBLAS and oneDNN both,
-/// measured) sum a row's K products in an order that depends on how many rows the product has (their
-/// blocking, edge kernels and thread split are chosen from M), so a row's result can differ in the
-/// last bits of a float between a batch of 1 and a batch of 9: measured max |x0 difference| 2e-7 to
-/// 8e-5 after 3 to 6 steps, and a pixel off by one where a value sits on a rounding boundary
-/// (`maxPixelDifference`). Exact equality would need one product per job (no batching) or a
-/// row-independent matrix kernel. The identity tests (Tests/RINDiffusionTests/SamplingBatchTests.swift,
-/// Tests/RINJobsTests/BatchingTests.swift) measure it on every backend this machine has.
+/// The same images as alone: every operation of the forward pass treats each row (image) on its
+/// own: LayerNorms, GELU and softmax by row, attention image by image, class and time tokens by row,
+/// and every linear layer is one matrix product whose output row i is computed from input row i
+/// alone. The matrix libraries (OpenBLAS and oneDNN both, measured) choose kernels, blocking and the
+/// thread split from the rows M of a product, and for small M the order in which they sum a row's
+/// K terms changes with M. So `RINNetwork.forward` runs the time MLP (M = the batch) one row at a
+/// time; every other product has n or m rows per image, and at the bundled models' sizes (256
+/// tokens, 64 latents) a batched image is bit for bit the image alone (max |x0 difference| 0, both
+/// backends, `SamplingBatchTests`). A model with very few tokens or latents (the 8x8 test model:
+/// 16 tokens, 6 latents) can still differ in the last bits of a float, a pixel by one where a value
+/// sits on a rounding boundary: `maxPixelDifference` bounds that.
 ///
 /// Buffers (R = capacity in rows, v1 = F*H*W*C, m x L latents):
 ///   x, prediction (R v1)   gammas (R)   classes (R, class models only)   zIn, zOut (R m L)
 ///   and the network's `RINWorkspace` for R rows. Grows only in `reserve(rows:)`, so `step`
 /// allocates nothing.
 public final class SamplingBatch {
-    /// How far (in 8-bit levels) a batched image may be from the same run alone (see above).
+    /// How far (in 8-bit levels) a batched image may be from the same run alone: 0 at the bundled
+    /// models' sizes, at most this for models with very few tokens or latents (see above).
     public static let maxPixelDifference = 1
 
     public let checkpoint: RINCheckpoint

@@ -15,8 +15,8 @@ import RINModel
 /// with its own schedule, classes, guidance, latents and noise, share one batched pass:
 /// `writeInputs` puts the run's rows into the batch, the batch runs the network, `completeStep`
 /// takes the rows back and updates the run. Every row of the network depends only on its own
-/// inputs, so a run's images do not depend on what else is in the batch, up to the matrix
-/// libraries' summation order (one 8-bit level at most: `SamplingBatch.maxPixelDifference`).
+/// inputs, so a run's images do not depend on what else is in the batch (bit for bit at the
+/// bundled models' sizes; see `SamplingBatch.maxPixelDifference` for tiny models).
 /// `step()` does the same with a batch of this run alone.
 ///
 /// Buffers (B = count, G = 2 with guidance else 1, v = B * F*H*W*C, m x L latents):
