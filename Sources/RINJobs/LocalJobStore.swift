@@ -19,7 +19,7 @@ import Foundation
 import Logging
 import RINDiffusion
 
-/// `write(2)`, under a name that `JobStore.write(_:)` does not shadow.
+/// `write(2)`, under a name that `LocalJobStore.write(_:)` does not shadow.
 private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
     write(fd, buffer, count)
 }
