@@ -2,7 +2,14 @@
 /// eq. 12 with sigma_t = 0), in the continuous-time gamma form of RIN's official sampler:
 /// x_{t'} = sqrt(gamma') x0 + sqrt(1 - gamma') eps, with x0 clipped to [-1, 1] and eps re-derived
 /// from it. Leaves out DDIM's eta > 0 family (eta = 1 is the DDPM sampler in DDPMSampler.swift).
-public enum DDIMSampler {
+public struct DDIMSampler: Sampler {
+    public init() {}
+
+    public func update(x: UnsafeMutablePointer<Float>, x0: UnsafePointer<Float>, eps: UnsafePointer<Float>,
+                       gamma: Double, gammaNext: Double, noise: SamplerNoise, count v: Int) {
+        Self.update(x: x, x0: x0, eps: eps, gammaNext: gammaNext, count: v)
+    }
+
     /// x (v) = sqrt(g') x0 (v) + sqrt(1 - g') eps (v).
     public static func update(x: UnsafeMutablePointer<Float>, x0: UnsafePointer<Float>, eps: UnsafePointer<Float>,
                               gammaNext: Double, count v: Int) {

@@ -3,7 +3,14 @@
 /// beta-tilde): with a = clip(gamma / gamma', 0, 1),
 /// x_{t'} = (x_t - (1 - a) / sqrt(1 - gamma) eps) / sqrt(a) + sqrt(1 - a) z,
 /// z = noise(seed, i, k + 1) from the portable generator. Leaves out learned variances.
-public enum DDPMSampler {
+public struct DDPMSampler: Sampler {
+    public init() {}
+
+    public func update(x: UnsafeMutablePointer<Float>, x0: UnsafePointer<Float>, eps: UnsafePointer<Float>,
+                       gamma: Double, gammaNext: Double, noise: SamplerNoise, count v: Int) {
+        Self.update(x: x, eps: eps, noise: noise.draw(count: v), gamma: gamma, gammaNext: gammaNext, count: v)
+    }
+
     /// x (v) updated in place from eps (v) and fresh noise (v).
     public static func update(x: UnsafeMutablePointer<Float>, eps: UnsafePointer<Float>, noise: UnsafePointer<Float>,
                               gamma: Double, gammaNext: Double, count v: Int) {

@@ -126,6 +126,16 @@ public struct JobRequest: Codable, Sendable, Equatable {
     }
 }
 
+extension JobRequest {
+    /// The sampling part, for `SamplingRequest.resolved(for:)` (the one place parameters are
+    /// resolved and validated).
+    var sampling: SamplingRequest {
+        SamplingRequest(classIndex: classIndex, unconditional: unconditional ?? false, seed: seed, steps: steps,
+                        sampler: sampler, schedule: schedule, guidance: guidance, count: count,
+                        carryLatents: carryLatents)
+    }
+}
+
 /// One encoded picture the service holds, with the step it shows.
 public struct JobImage: Sendable, Equatable {
     /// The denoising step the picture was taken after (`steps` for a final image).

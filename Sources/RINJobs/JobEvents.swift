@@ -1,4 +1,4 @@
-// Watching a job without ever blocking a worker: the service pushes events into one small buffer per
+// Watching a job without ever blocking a scheduler: the service pushes events into one small buffer per
 // subscriber and returns at once; a slow reader loses intermediate progress and previews (the newest
 // one wins) but always gets the final event.
 import Foundation

@@ -1,41 +1,38 @@
-// How many workers and how many BLAS threads each: workers x BLAS threads must not exceed the cores,
-// or the threads fight over them and every job slows down.
+// How many jobs run at once and how many threads the matrix library uses.
+//
+// With cross-job batching (BatchScheduler) the running jobs of a model share one scheduler thread
+// and one batched network pass per step, so the cores are best spent inside the matrix products of
+// that one pass: one batched product with all cores beats several single-job products contending
+// for them (docs/PERFORMANCE.md, "Thread model"). So the plan is: all cores for the matrix library,
+// and a number of batch slots.
 import Foundation
 
-/// The number of job workers and the BLAS threads each may use.
+/// Jobs running at the same time (batch slots, shared by all models) and the matrix library's
+/// threads (OpenBLAS and oneDNN; process-wide).
 ///
-/// OpenBLAS's thread count is process-wide, so whoever wires the service calls
-/// `BLASThreads.set(plan.blasThreadsPerWorker)` once and gives `plan.workers` to
-/// `JobService.Configuration`.
+/// Whoever wires the service calls `BLASThreads.set(plan.matrixThreads)` once and gives
+/// `plan.workers` to `JobService.Configuration`.
 public struct WorkerPlan: Sendable, Equatable, CustomStringConvertible {
+    /// Jobs running at the same time; each model's running jobs step together in one batch.
     public let workers: Int
-    public let blasThreadsPerWorker: Int
+    /// Threads of every matrix product (process-wide).
+    public let matrixThreads: Int
 
-    public init(workers: Int, blasThreadsPerWorker: Int) {
+    /// Batch slots when the operator gives none.
+    public static let defaultWorkers = 8
+
+    public init(workers: Int, matrixThreads: Int) {
         self.workers = max(1, workers)
-        self.blasThreadsPerWorker = max(1, blasThreadsPerWorker)
+        self.matrixThreads = max(1, matrixThreads)
     }
 
-    /// Fills in what the operator left out so that `workers * blasThreadsPerWorker <= cores`.
-    ///
-    /// With neither given: up to 4 BLAS threads per worker (the small matrices of a RIN step gain
-    /// little from more) and as many workers as fit, at least 1. With one given, the other is
-    /// `cores / given`. With both given they are used as they are (the operator's choice).
+    /// Fills in what the operator left out: `defaultWorkers` slots, and one matrix thread per core.
     public static func automatic(cores: Int = ProcessInfo.processInfo.activeProcessorCount,
                                  workers: Int? = nil, blasThreads: Int? = nil) -> WorkerPlan {
-        let cores = max(1, cores)
-        switch (workers, blasThreads) {
-        case let (workers?, threads?):
-            return WorkerPlan(workers: workers, blasThreadsPerWorker: threads)
-        case let (workers?, nil):
-            return WorkerPlan(workers: workers, blasThreadsPerWorker: cores / max(1, workers))
-        case let (nil, threads?):
-            return WorkerPlan(workers: cores / max(1, threads), blasThreadsPerWorker: threads)
-        case (nil, nil):
-            let threads = min(4, cores)
-            return WorkerPlan(workers: cores / threads, blasThreadsPerWorker: threads)
-        }
+        WorkerPlan(workers: workers ?? defaultWorkers, matrixThreads: blasThreads ?? max(1, cores))
     }
 
-    public var description: String { "\(workers) worker(s) x \(blasThreadsPerWorker) BLAS thread(s)" }
+    public var description: String {
+        "\(workers) batch slot(s), \(matrixThreads) matrix thread(s)"
+    }
 }

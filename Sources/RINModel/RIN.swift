@@ -504,10 +504,14 @@ public final class RINNetwork: @unchecked Sendable {
             (Z + b * m * L).update(from: learnedLatents, count: learned * L)
         }
         for b in 0..<B { timeFeatures(ws.timeFeatures + b * (L / 4), gamma: gamma[b], width: L) }
-        time0(ws.timeHidden, ws.timeFeatures, rows: B)
+        // One row per product: with B rows the matrix libraries pick kernels by B and sum in
+        // another order, so an image's time token (and so its pixels) would depend on how many
+        // images share the batch (cross-job batching, RINDiffusion's SamplingBatch). The other
+        // products have at least n or m rows per image, where their order does not change.
+        for b in 0..<B { time0(ws.timeHidden + b * L, ws.timeFeatures + b * (L / 4), rows: 1) }
         siluInPlace(ws.timeHidden, B * L)
-        // Written straight into row `learned` of every image's Z (row stride m*L).
-        time2.strided(Z + learned * L, ldOut: m * L, ws.timeHidden, rows: B)
+        // Written straight into row `learned` of the image's Z.
+        for b in 0..<B { time2.strided(Z + (b * m + learned) * L, ldOut: L, ws.timeHidden + b * L, rows: 1) }
         if let classEmbed {
             guard let classes else { preconditionFailure("forward: a class-conditional model needs classes") }
             for b in 0..<B {

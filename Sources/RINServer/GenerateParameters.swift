@@ -133,7 +133,6 @@ enum GenerateParameters {
     static func jobRequest(_ values: [String: String], model: String?, checkpoint: RINCheckpoint)
         throws(Problem) -> JobRequest {
         var request = JobRequest(model: model)
-        let config = checkpoint.config
         if let text = values["class"] {
             request.classIndex = try classIndex(text, checkpoint: checkpoint)
         }
@@ -144,24 +143,16 @@ enum GenerateParameters {
             request.seed = seed
         }
         request.steps = try integer(values, "steps", range: "1...1000")
-        if let text = values["sampler"] {
-            guard let sampler = SamplerKind(rawValue: text.lowercased()) else {
-                throw Problem.invalidParameter("sampler", "'sampler' must be one of \(SamplerKind.allCases.map(\.rawValue).joined(separator: ", ")); got '\(text)'")
-            }
-            request.sampler = sampler
-        }
-        if let text = values["schedule"] {
-            guard let schedule = ScheduleKind(rawValue: text.lowercased()) else {
-                throw Problem.invalidParameter("schedule", "'schedule' must be one of \(ScheduleKind.allCases.map(\.rawValue).joined(separator: ", ")); got '\(text)'")
-            }
-            request.schedule = schedule
+        do {
+            if let text = values["sampler"] { request.sampler = try SamplingRequest.sampler(text) }
+            if let text = values["schedule"] { request.schedule = try SamplingRequest.schedule(text) }
+        } catch {
+            throw problem(error)
         }
         if let text = values["guidance"] {
+            // Only the syntax here: whether the model can guide is SamplingRequest.resolved's call.
             guard let guidance = Float(text), guidance.isFinite, guidance >= 0 else {
                 throw Problem.invalidParameter("guidance", "'guidance' must be a number >= 0; got '\(text)'")
-            }
-            if guidance > 0 && !config.classes.nullClass {
-                throw Problem.invalidParameter("guidance", "model '\(checkpoint.name)' has no null class, so it supports only guidance 0")
             }
             request.guidance = guidance
         }
@@ -182,12 +173,21 @@ enum GenerateParameters {
         return request
     }
 
-    /// A class row from an id, a name or a synonym (the model's `ClassCatalog`).
+    /// A class row from an id, a name or a synonym (`SamplingRequest.classRow`, the model's `ClassCatalog`).
     static func classIndex(_ text: String, checkpoint: RINCheckpoint) throws(Problem) -> Int {
         do {
-            return try checkpoint.classes.resolve(text)
+            return try SamplingRequest.classRow(text, in: checkpoint)
         } catch {
-            throw Problem.invalidParameter("class", error.description)
+            throw problem(error)
+        }
+    }
+
+    /// A parameter the engine's parsing refused, named as the API names it.
+    private static func problem(_ error: SamplingError) -> Problem {
+        switch error {
+        case let .invalidParameter(name, message):
+            let apiName = apiName(name)
+            return Problem.invalidParameter(apiName, name == "class" ? message : "'\(apiName)' \(message)")
         }
     }
 

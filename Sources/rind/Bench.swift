@@ -63,6 +63,18 @@ struct Bench: AsyncParsableCommand {
     @Option(parsing: .upToNextOption, help: "Image sides for --scaling, multiples of 8, 8...2048.")
     var sizes: [Int] = [64, 128, 256, 512, 1024]
 
+    @Flag(help: "Cross-job batching mode: --jobs J guided jobs of --checkpoint, run one after another and then as one batch (SamplingBatch); images/minute of each, --rounds rounds interleaved.")
+    var crossJob = false
+
+    @Option(parsing: .upToNextOption, help: "Concurrent jobs for --cross-job.")
+    var jobs: [Int] = [1, 2, 4, 8]
+
+    @Option(help: "Checkpoint for --cross-job.")
+    var checkpoint: String = "checkpoints/cifar10"
+
+    @Option(help: "Denoising steps per job for --cross-job (default: the checkpoint's).")
+    var steps: Int?
+
     @Option(help: .hidden)
     var row: String?
 
@@ -70,7 +82,7 @@ struct Bench: AsyncParsableCommand {
         try reportingFailures(of: "rind bench") { try bench() }
     }
 
-    private var threadCount: Int { threads ?? ProcessInfo.processInfo.activeProcessorCount }
+    var threadCount: Int { threads ?? ProcessInfo.processInfo.activeProcessorCount }
 
     private func bench() throws {
         guard threadCount >= 1 else { throw CommandLineError(message: "--threads must be >= 1") }
@@ -99,6 +111,10 @@ struct Bench: AsyncParsableCommand {
         }
         if scaling {
             try benchScaling()
+            return
+        }
+        if crossJob {
+            try benchCrossJob()
             return
         }
         print("rind bench: \(threadCount) thread(s), \(warmup) warm-up + \(repeats) timed steps (median), \(rounds) round(s); sgemm peak = best of three 2048^3 sgemm, measured in each row's process right after its steps")

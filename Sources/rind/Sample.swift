@@ -64,30 +64,14 @@ struct Sample: AsyncParsableCommand {
             BLASThreads.set(ProcessInfo.processInfo.activeProcessorCount)
         }
         let checkpoint = try RINCheckpoint.load(from: directory)
-        let config = checkpoint.config
-        var parameters = SamplingParameters.defaults(for: config)
+        // The same resolution as the API's (SamplingRequest): the checkpoint's defaults, then the options.
+        var request = SamplingRequest(seed: seed, steps: steps, guidance: guidance, count: count, carryLatents: !noCarry)
         if let classLabel, !classLabel.trimmingCharacters(in: .whitespaces).isEmpty {
-            parameters.classIndex = try checkpoint.classes.resolve(classLabel)
+            request.classIndex = try SamplingRequest.classRow(classLabel, in: checkpoint)
         }
-        parameters.seed = seed
-        parameters.count = count
-        parameters.carryLatents = !noCarry
-        if let steps { parameters.steps = steps }
-        if let sampler {
-            guard let kind = SamplerKind(rawValue: sampler) else {
-                throw CommandLineError(message: "--sampler must be ddim or ddpm (got '\(sampler)')")
-            }
-            parameters.sampler = kind
-        }
-        if let schedule {
-            guard let kind = ScheduleKind(rawValue: schedule) else {
-                throw CommandLineError(message: "--schedule must be cosine, sigmoid or linear (got '\(schedule)')")
-            }
-            parameters.schedule = kind
-        }
-        if let guidance { parameters.guidance = guidance }
-        // Without a class, the default guidance of the checkpoint cannot apply.
-        if parameters.classIndex == nil && guidance == nil { parameters.guidance = 0 }
+        if let sampler { request.sampler = try SamplingRequest.sampler(sampler) }
+        if let schedule { request.schedule = try SamplingRequest.schedule(schedule) }
+        let parameters = try request.resolved(for: checkpoint.config)
 
         let run = try SamplingRun(checkpoint: checkpoint, parameters: parameters)
         let p = run.parameters

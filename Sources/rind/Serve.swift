@@ -43,11 +43,14 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Queued jobs at most before POST /generate answers 429.")
     var maxQueue: Int = 64
 
-    @Option(help: "Concurrent jobs (default: so that workers x threads <= cores).")
+    @Option(help: "Jobs running at the same time (default: 8). Running jobs of one model advance together, one batched network pass per step; more wait in the queue.")
     var workers: Int?
 
-    @Option(help: "OpenBLAS threads per worker (default: so that workers x threads <= cores).")
+    @Option(help: "Threads of the matrix library (OpenBLAS or oneDNN) for every network pass, process-wide (default: all cores).")
     var threads: Int?
+
+    @Option(help: "Network rows a batched step holds at most (an image is one row, two with guidance); bounds the step's memory.")
+    var maxBatchRows: Int = 8
 
     @Option(help: "Finished jobs kept at most (oldest deleted first; 410 Gone after).")
     var keepJobs: Int = 1000
@@ -88,8 +91,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "text or json (one object per line).")
     var logFormat: String = "text"
 
-    /// Test only, so not in --help: workers stop before this step of every job and wait there,
-    /// without progress, until the job is canceled or the drain deadline passes (a hung worker
+    /// Test only, so not in --help: the scheduler stops before this step of every job and waits there,
+    /// without progress, until the job is canceled or the drain deadline passes (a hung step
     /// for the watchdog test, a running job held for the drain and restart tests).
     @Option(help: .hidden)
     var testHangAtStep: Int?
@@ -108,6 +111,7 @@ struct Serve: AsyncParsableCommand {
         }
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if maxBatchRows < 1 { throw ValidationError("--max-batch-rows must be at least 1") }
         if let testHangAtStep, testHangAtStep < 0 { throw ValidationError("--test-hang-at-step must be at least 0") }
     }
 
@@ -164,17 +168,19 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(1)
         }
 
-        // Workers: OpenBLAS's thread count is process-wide.
+        // One scheduler thread per model steps its batch; the matrix library's threads (process-wide)
+        // work inside each batched pass.
         let plan = WorkerPlan.automatic(workers: workers, blasThreads: threads)
-        BLASThreads.set(plan.blasThreadsPerWorker)
+        BLASThreads.set(plan.matrixThreads)
         logger.info("compute path", metadata: ["matmul": .string(MatmulBackend.summary),
                                                "kernels": .string(KernelISA.current.description)])
         let stateDirectory = URL(fileURLWithPath: stateDir ?? Self.defaultStateDirectory())
         var jobConfiguration = JobService.Configuration(
             stateDirectory: stateDirectory, workers: plan.workers, maxQueue: maxQueue, keepJobs: keepJobs,
             keepHours: keepHours, previewEvery: previewEvery)
+        jobConfiguration.maxBatchRows = maxBatchRows
         if let hold = TestHoldFile(environment: ProcessInfo.processInfo.environment) {
-            logger.warning("\(TestHoldFile.variable) is set: workers wait while \(hold.path) exists (for tests only)")
+            logger.warning("\(TestHoldFile.variable) is set: schedulers wait while \(hold.path) exists (for tests only)")
             jobConfiguration.beforeStep = hold.hook
         }
         if let testHangAtStep {
@@ -204,7 +210,7 @@ struct Serve: AsyncParsableCommand {
         notifier.notify("STOPPING=1\nSTATUS=draining")
         let deadline = Duration.milliseconds(Int64(drainSeconds * 1000))
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            // drain blocks until the workers stop: keep it off the cooperative pool.
+            // drain blocks until the schedulers stop: keep it off the cooperative pool.
             Thread.detachNewThread {
                 service.drain(deadline: deadline)
                 continuation.resume()
@@ -271,8 +277,8 @@ struct Serve: AsyncParsableCommand {
 
     /// Feeds the systemd watchdog (when `WATCHDOG_USEC` is set) from the job layer's progress, not
     /// from a timer alone: every quarter of the timeout it sends WATCHDOG=1 only if
-    /// `service.isMakingProgress(within:)` the whole timeout, i.e. a worker took, stepped or ended a
-    /// job within it, or there is nothing to run. A worker stuck in a step with a job stops the
+    /// `service.isMakingProgress(within:)` the whole timeout, i.e. a scheduler admitted a job, ended a
+    /// batched step or ended a job within it, or there is nothing to run. A scheduler stuck in a step stops the
     /// feeding, and systemd kills and restarts the daemon (Restart=on-failure); the job is requeued
     /// on disk and runs again. So WatchdogSec= must exceed the longest sampling step.
     static func startWatchdog(notifier: SystemdNotifier, service: JobService, logger: Logger) -> DispatchSourceTimer? {
@@ -285,7 +291,7 @@ struct Serve: AsyncParsableCommand {
         let stalled = SerialFlag()
         timer.setEventHandler {
             if service.isMakingProgress(within: timeout) {
-                if stalled.set(false) { logger.notice("workers make progress again; feeding the watchdog") }
+                if stalled.set(false) { logger.notice("the schedulers make progress again; feeding the watchdog") }
                 notifier.notify("WATCHDOG=1")
             } else if !stalled.set(true) {
                 logger.error("no sampling step ended within the watchdog timeout while jobs wait: not feeding the watchdog",

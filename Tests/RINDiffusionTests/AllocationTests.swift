@@ -75,6 +75,31 @@ final class AllocationTests: XCTestCase {
         }
     }
 
+    /// A batched step of several runs (cross-job batching) allocates nothing either.
+    func testBatchedStepsOfSeveralRunsAllocateNothing() throws {
+        let checkpoint = try RINCheckpoint.load(from: fixtures.appendingPathComponent("checkpoints/tiny"))
+        var ddim = SamplingParameters.defaults(for: checkpoint.config)
+        ddim.steps = 6
+        ddim.guidance = 0
+        var ddpm = ddim
+        ddpm.sampler = .ddpm
+        ddpm.seed = 2
+        ddpm.count = 2
+        var guided = ddim
+        guided.guidance = 2
+        guided.seed = 3
+        try ComputePath.forEach { path in
+            let runs = try [ddim, ddpm, guided].map { try SamplingRun(checkpoint: checkpoint, parameters: $0) }
+            let batch = SamplingBatch(checkpoint: checkpoint, rows: runs.reduce(0) { $0 + $1.rows })
+            batch.step(runs)
+            for library in Self.matrixLibraries { _ = rind_allocations_attribute_library(library) }
+            rind_allocations_start()
+            for _ in 0..<4 { batch.step(runs) }
+            let all = rind_allocations_stop()
+            check((all, all - rind_allocations_attributed()), path, "tiny, 3 runs in one batch, 4 steps")
+        }
+    }
+
     /// A model big enough that the matrix backends split products across threads.
     func testStepsOfTheCIFAR10BundledConfigAllocateNothing() throws {
         let url = fixtures.deletingLastPathComponent().deletingLastPathComponent()

@@ -163,19 +163,17 @@ final class RecoveryTests: XCTestCase {
 }
 
 final class WorkerPlanTests: XCTestCase {
-    func testDefaultsNeverExceedTheCores() {
+    func testDefaultsUseEveryCoreForTheMatrixLibraryAndBatchSlotsForJobs() {
         for cores in 1...64 {
             let plan = WorkerPlan.automatic(cores: cores)
-            XCTAssertLessThanOrEqual(plan.workers * plan.blasThreadsPerWorker, cores, "\(cores) cores")
-            XCTAssertGreaterThanOrEqual(plan.workers, 1)
+            XCTAssertEqual(plan.matrixThreads, cores, "\(cores) cores: one batched step uses them all")
+            XCTAssertEqual(plan.workers, WorkerPlan.defaultWorkers)
         }
-        XCTAssertEqual(WorkerPlan.automatic(cores: 2), WorkerPlan(workers: 1, blasThreadsPerWorker: 2))
-        XCTAssertEqual(WorkerPlan.automatic(cores: 16), WorkerPlan(workers: 4, blasThreadsPerWorker: 4))
-        XCTAssertEqual(WorkerPlan.automatic(cores: 8, workers: 8), WorkerPlan(workers: 8, blasThreadsPerWorker: 1))
-        XCTAssertEqual(WorkerPlan.automatic(cores: 8, blasThreads: 2), WorkerPlan(workers: 4, blasThreadsPerWorker: 2))
+        XCTAssertEqual(WorkerPlan.automatic(cores: 8, workers: 2), WorkerPlan(workers: 2, matrixThreads: 8))
+        XCTAssertEqual(WorkerPlan.automatic(cores: 8, blasThreads: 2), WorkerPlan(workers: WorkerPlan.defaultWorkers, matrixThreads: 2))
         XCTAssertEqual(WorkerPlan.automatic(cores: 2, workers: 4, blasThreads: 4),
-                       WorkerPlan(workers: 4, blasThreadsPerWorker: 4), "the operator's explicit choice")
-        XCTAssertEqual(WorkerPlan.automatic(cores: 2, workers: 4), WorkerPlan(workers: 4, blasThreadsPerWorker: 1))
+                       WorkerPlan(workers: 4, matrixThreads: 4), "the operator's explicit choice")
+        XCTAssertEqual(WorkerPlan(workers: 0, matrixThreads: 0), WorkerPlan(workers: 1, matrixThreads: 1))
     }
 }
 

@@ -163,6 +163,60 @@ final class DaemonProcessTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: corrupt.appendingPathComponent("job.json.corrupt").path))
     }
 
+    /// A batch of jobs sharing each step (--workers 4) is killed mid-run; the restart runs them
+    /// again, batched, to the images each makes alone (the reference runs them one at a time).
+    func testCrashWithABatchInFlightRestartsToTheSoloImages() throws {
+        let jobs = ["class=0&seed=21&steps=9&n=2", "class=1&seed=22&steps=7&guidance=2", "class=2&seed=23&steps=8&sampler=ddpm"]
+        let reference = try runToCompletion(jobs, state: scratch.appendingPathComponent("reference"))
+        let state = scratch.appendingPathComponent("state")
+        let arguments = ["serve", "--checkpoints", checkpoints.path, "--port", "0", "--state-dir", state.path,
+                         "--workers", "4", "--threads", "1"]
+        // The first job is held before its first step while the others queue behind it; then every
+        // job may do 3 steps: the others join the first one's batch at its second step.
+        let hold = try HoldFile(in: scratch, freeSteps: 0)
+        let first = try Daemon(arguments: arguments, environment: hold.environment)
+        defer { first.terminate() }
+        defer { hold.release() }
+        try first.waitUntilReady()
+        var ids = [try http("POST", first.port, "/generate?\(jobs[0])").json["id"] as! String]
+        poll { (try? http("GET", first.port, "/jobs/\(ids[0])").json["status"] as? String) == "running" }
+        ids += try jobs.dropFirst().map { try http("POST", first.port, "/generate?\($0)").json["id"] as! String }
+        try Data("3\n".utf8).write(to: hold.url)
+        poll {
+            let job = (try? http("GET", first.port, "/jobs/\(ids[0])").json) ?? [:]
+            return (job["progress"] as? [String: Any])?["step"] as? Int == 3
+        }
+        for id in ids {
+            XCTAssertEqual(try http("GET", first.port, "/jobs/\(id)").json["status"] as? String, "running",
+                           "all three run together in one batch")
+        }
+        kill(first.pid, SIGKILL)
+        _ = first.waitForExit()
+
+        let second = try Daemon(arguments: arguments)
+        defer { second.terminate() }
+        try second.waitUntilReady()
+        for (index, id) in ids.enumerated() {
+            var job: [String: Any] = [:]
+            try poll {
+                job = try http("GET", second.port, "/jobs/\(id)").json
+                return job["status"] as? String == "succeeded"
+            }
+            XCTAssertEqual(job["status"] as? String, "succeeded", "job \(index): \(job)")
+            let count = (job["params"] as? [String: Any])?["n"] as? Int ?? 1
+            for image in 0..<count {
+                // Within one 8-bit level of the solo image (SamplingBatch.maxPixelDifference: the
+                // matrix libraries' summation order depends on the batch).
+                let batched = try PNG.decode(Data(try http("GET", second.port, "/jobs/\(id)/image.png?i=\(image)").body))
+                let solo = try PNG.decode(Data(reference[index][image]))
+                XCTAssertEqual(batched.width, solo.width)
+                let difference = zip(batched.pixels, solo.pixels).map { abs(Int($0) - Int($1)) }.max() ?? 0
+                print("batching identity [daemon job \(index) image \(image)]: max pixel difference \(difference)")
+                XCTAssertLessThanOrEqual(difference, 1, "job \(index) image \(image): batched after the restart vs solo")
+            }
+        }
+    }
+
     /// Runs `queries` on a fresh daemon and returns every job's images.
     private func runToCompletion(_ queries: [String], state: URL) throws -> [[[UInt8]]] {
         let daemon = try Daemon(arguments: ["serve", "--checkpoints", checkpoints.path, "--port", "0",

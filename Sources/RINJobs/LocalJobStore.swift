@@ -1,4 +1,4 @@
-// The durable half of the service. Layout under the state directory:
+// The local files implementation of `JobStorage` (JobStorage.swift). Layout under the state directory:
 //
 //   jobs/<id>/job.json        the job record (JobRecord), replaced atomically on every change
 //   jobs/<id>/image-<k>.<ext> final images, written before the record that says "succeeded"
@@ -19,46 +19,16 @@ import Foundation
 import Logging
 import RINDiffusion
 
-/// `write(2)`, under a name that `JobStore.write(_:)` does not shadow.
+/// `write(2)`, under a name that `LocalJobStore.write(_:)` does not shadow.
 private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
     write(fd, buffer, count)
 }
 
-/// What `job.json` holds (format 1).
-struct JobRecord: Codable, Sendable {
-    var formatVersion: Int = 1
-    var id: JobID
-    var model: String
-    var request: JobRequest
-    var parameters: SamplingParameters
-    var previewEvery: Int
-    var status: JobStatus
-    var progress: JobProgress
-    var createdAt: Date
-    var startedAt: Date?
-    var finishedAt: Date?
-    var error: String?
-    var revision: Int
-    var idempotencyKey: String?
-    var cancelRequested: Bool = false
-    var previewStep: Int?
-    var imageCount: Int = 0
-    var attempts: Int = 0
-}
-
-/// A deleted or expired job.
-struct Tombstone: Codable, Sendable {
-    var id: JobID
-    var removedAt: Date
-}
-
-/// Reads and writes the state directory. Holds no state of its own beyond paths: callers order
-/// the writes of one job (see `JobService`'s per-job write lock).
-struct JobStore: Sendable {
+/// `JobStorage` on a local file system: the state directory. Holds no state of its own beyond
+/// paths: callers order the writes of one job (see `JobEntry.writeLock`).
+struct LocalJobStore: JobStorage {
     let root: URL
     let fileExtension: String
-    /// Tombstones kept at most; the oldest are forgotten first (then such an id answers 404).
-    static let maxTombstones = 10_000
 
     var jobsDirectory: URL { root.appendingPathComponent("jobs", isDirectory: true) }
     var tombstonesFile: URL { root.appendingPathComponent("tombstones.json") }
@@ -74,7 +44,6 @@ struct JobStore: Sendable {
         directory(of: id).appendingPathComponent("preview.\(fileExtension)")
     }
 
-    /// Creates the state and jobs directories if needed.
     func prepare() throws(JobError) {
         try makeDirectory(jobsDirectory)
     }
@@ -92,8 +61,7 @@ struct JobStore: Sendable {
         throw Self.error(path: url.path)
     }
 
-    /// Whether a record-sized file can be written in the state directory now: writes 64 KiB
-    /// (no fsync) to a probe file and removes it. What readiness and paused workers ask.
+    /// Writes 64 KiB (no fsync) to a probe file and removes it.
     func probeWritable() -> Bool {
         let probe = root.appendingPathComponent(".write-probe")
         defer { unlink(probe.path) }
@@ -123,7 +91,6 @@ struct JobStore: Sendable {
         return decoder
     }
 
-    /// Writes a new job's directory and record; durable when it returns.
     func create(_ record: JobRecord) throws(JobError) {
         let directory = directory(of: record.id)
         try makeDirectory(directory)
@@ -141,7 +108,22 @@ struct JobStore: Sendable {
         try writeAtomically(data, to: recordFile(of: record.id))
     }
 
-    /// Removes a job's directory with everything in it. Missing is fine (idempotent).
+    func writeImage(_ data: Data, of id: JobID, index: Int) throws(JobError) {
+        try writeAtomically(data, to: imageFile(of: id, index: index))
+    }
+
+    func readImage(of id: JobID, index: Int) throws(JobError) -> Data {
+        try read(imageFile(of: id, index: index))
+    }
+
+    func writePreview(_ data: Data, of id: JobID, durable: Bool) throws(JobError) {
+        try writeAtomically(data, to: previewFile(of: id), durable: durable)
+    }
+
+    func readPreview(of id: JobID) throws(JobError) -> Data {
+        try read(previewFile(of: id))
+    }
+
     func remove(_ id: JobID) throws(JobError) {
         let directory = directory(of: id)
         guard FileManager.default.fileExists(atPath: directory.path) else { return }
@@ -153,9 +135,23 @@ struct JobStore: Sendable {
         try fsyncDirectory(jobsDirectory)
     }
 
-    /// Loads every readable record. A record that cannot be decoded is renamed to
-    /// `job.json.corrupt` and logged; a directory without a record (a crash between mkdir and the
-    /// first write) is logged and skipped. Neither stops the start.
+    /// A directory without `job.json` (a crash between mkdir and the first write, or a removal cut
+    /// short) is removed, so it is not met again at every start; one holding a record moved aside
+    /// as corrupt is kept for the operator (and logged).
+    private func removeOrphan(_ id: JobID, logger: Logger) {
+        let corrupt = recordFile(of: id).appendingPathExtension("corrupt")
+        if FileManager.default.fileExists(atPath: corrupt.path) {
+            logger.warning("job directory with only a corrupt record; kept for inspection", metadata: ["job": "\(id)"])
+            return
+        }
+        do {
+            try remove(id)
+            logger.warning("job directory without a record removed", metadata: ["job": "\(id)"])
+        } catch {
+            logger.error("cannot remove a job directory without a record", metadata: ["job": "\(id)", "error": "\(error)"])
+        }
+    }
+
     func loadAll(logger: Logger) throws(JobError) -> [JobRecord] {
         let names: [String]
         do {
@@ -171,7 +167,7 @@ struct JobStore: Sendable {
             }
             let file = recordFile(of: id)
             guard let data = FileManager.default.contents(atPath: file.path) else {
-                logger.warning("job directory without a record; skipped", metadata: ["job": "\(id)"])
+                removeOrphan(id, logger: logger)
                 continue
             }
             do {
