@@ -172,7 +172,7 @@ status=$(prop StatusText)
 [ "$status" = "serving 2 model(s) on port $port" ] || fail "status line: '$status'"
 ready_line=$(inside journalctl -u rind -o cat --no-pager | grep -m1 'ready$' | sed 's/^.*rind: //')
 say "   status: $status; $ready_line"
-grep -qF "plan=1 worker(s) x $(nproc) BLAS thread(s)" <<<"$ready_line" ||
+grep -qF "plan=1 batch slot(s), $(nproc) matrix thread(s)" <<<"$ready_line" ||
     fail "rind did not see the $(nproc) cores under the unit's sandbox: $ready_line"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/readyz")" = 200 ] || fail "/readyz is not 200"
 libraries=$(inside ldd /usr/local/bin/rind)
