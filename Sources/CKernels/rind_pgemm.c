@@ -219,15 +219,18 @@ static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
 static pthread_mutex_t pool_busy = PTHREAD_MUTEX_INITIALIZER;    // held by the product on the pool
 static int workers;
 static atomic_long generation;
-// The product on the pool. Its caller waits until every worker has finished with it (even a worker
-// that found no task left), so no worker reads it after the caller moved on.
+// The product on the pool. A worker takes part only while the product is open (`open_generation`
+// holds its generation) and counts itself in `active` first, so the caller, once its own share is
+// done, closes the product and waits only for workers inside it, never for one still asleep; a
+// worker that arrives late sees it closed and leaves without reading it.
 static product shared;
-static atomic_int next_task, workers_done;
+static atomic_int next_task, active;
+static atomic_long open_generation = -1;
 
 static void drain_tasks(void) {
     const product *p = &shared;
     for (;;) {
-        int t = atomic_fetch_add_explicit(&next_task, 1, memory_order_acq_rel);
+        int t = atomic_fetch_add(&next_task, 1);
         if (t >= p->tasks) break;
         run_task(p, t);
     }
@@ -240,7 +243,7 @@ static void *worker_main(void *unused) {
         long g;
         // Spin a little (a step's products follow each other within microseconds), then sleep:
         // spinning threads on a shared machine take the core from other work.
-        for (int spin = 0; (g = atomic_load_explicit(&generation, memory_order_acquire)) == seen && spin < 4000; spin++) {
+        for (int spin = 0; (g = atomic_load(&generation)) == seen && spin < 4000; spin++) {
 #ifdef HAVE_X86
             _mm_pause();
 #endif
@@ -251,8 +254,9 @@ static void *worker_main(void *unused) {
             pthread_mutex_unlock(&pool_mutex);
         }
         seen = g;
-        drain_tasks();
-        atomic_fetch_add_explicit(&workers_done, 1, memory_order_acq_rel);
+        atomic_fetch_add(&active, 1);
+        if (atomic_load(&open_generation) == g) drain_tasks();
+        atomic_fetch_sub(&active, 1);
     }
     return NULL;
 }
@@ -283,14 +287,16 @@ void rind_pgemm(float *out, long ldOut, const float *inp, long ldInp, const floa
             p.splitRows = p.groups < 2L * tasks;
             shared = p;
             atomic_store(&next_task, 0);
-            atomic_store(&workers_done, 0);
             pthread_mutex_lock(&pool_mutex);
-            atomic_fetch_add_explicit(&generation, 1, memory_order_release);
+            long g = atomic_load(&generation) + 1;
+            atomic_store(&open_generation, g);
+            atomic_store(&generation, g);
             pthread_cond_broadcast(&pool_wake);
             pthread_mutex_unlock(&pool_mutex);
             drain_tasks();
-            for (int spin = 0; atomic_load_explicit(&workers_done, memory_order_acquire) < workers; spin++) {
-                if (spin > 4000) sched_yield();   // a worker still waking: let it have the core
+            atomic_store(&open_generation, -1);
+            for (int spin = 0; atomic_load(&active) > 0; spin++) {
+                if (spin > 4000) sched_yield();   // a worker inside the product lost its core: let it finish
 #ifdef HAVE_X86
                 else _mm_pause();
 #endif

@@ -7,14 +7,14 @@ import Foundation
 /// OpenBLAS is the portable library every build links. oneDNN (Debian's `libdnnl2`) is opened with
 /// dlopen where it is installed; its sgemm JIT-compiles kernels for the widest vector unit the CPU
 /// has. `packed` is rind's own: micro-kernels for AVX-512 and AVX2 on linear weights packed once at
-/// load, split over a persistent pool, with attention's products on oneDNN (else OpenBLAS).
-/// `automatic` picks `packed` on CPUs with AVX2 or AVX-512: on this project's AVX-512 machine it
-/// ran steps at 0.73-1.11x oneDNN's time (docs/PERFORMANCE.md), holds 26% less weight memory (no
-/// transposed copies, no float32 copies of float16 checkpoints beside the packed form), and each
-/// output is one FMA chain whatever the batch, so a job's image is the same bits batched or alone.
-/// Elsewhere it picks oneDNN if installed, else OpenBLAS (a distribution OpenBLAS that predates a CPU
-/// model falls back to generic kernels: Debian's 0.3.21 runs SSE3 "Prescott" code on Sapphire
-/// Rapids). The operator may force one with RIND_MATMUL=openblas|onednn|packed.
+/// load, split over a persistent pool, with attention's products on oneDNN (else OpenBLAS); it holds
+/// about 26% less weight memory and its rows do not depend on the batch, but measured side by side
+/// it was not faster than oneDNN (0.73-1.11x on a quiet machine, up to 1.3x slower with another
+/// process on the second core; docs/PERFORMANCE.md), so it is not the default.
+/// `automatic` prefers oneDNN on CPUs with AVX2 or AVX-512: a distribution OpenBLAS that predates a
+/// CPU model falls back to generic kernels (Debian's 0.3.21 runs its SSE3 "Prescott" kernels on the
+/// Sapphire Rapids machines this project is built on: a step measured about 4x slower than with
+/// oneDNN there). The operator may force one with RIND_MATMUL=openblas|onednn|packed.
 public enum MatmulBackend: String, CaseIterable, Sendable, CustomStringConvertible {
     case openBLAS = "openblas"
     case oneDNN = "onednn"
@@ -32,15 +32,14 @@ public enum MatmulBackend: String, CaseIterable, Sendable, CustomStringConvertib
     }
 
     /// The choice made when nothing is set: RIND_MATMUL if it names an available backend, else
-    /// `packed` when the CPU has AVX2 or AVX-512, else oneDNN when installed, else OpenBLAS.
+    /// oneDNN when it is installed and the CPU has AVX2 or AVX-512, else OpenBLAS.
     public static let automatic: MatmulBackend = {
         if let forced = ProcessInfo.processInfo.environment["RIND_MATMUL"],
            let backend = MatmulBackend(rawValue: forced.lowercased()), available.contains(backend) {
             return backend
         }
         let isa = cpuVectorISA
-        if isa == "avx512" || isa == "avx2" { return .packed }
-        return rind_dnnl_available() != 0 ? .oneDNN : .openBLAS
+        return rind_dnnl_available() != 0 && (isa == "avx512" || isa == "avx2") ? .oneDNN : .openBLAS
     }()
 
     /// The backend every product of this process uses now (process-wide, like `BLASThreads`).
