@@ -233,6 +233,9 @@ public final class APIServer: @unchecked Sendable {
         router.add("POST", "/jobs/{id}/cancel") { [unowned self] _, parameters in cancelJob(parameters) }
         router.add("GET", "/jobs/{id}/preview.png") { [unowned self] _, parameters in preview(parameters) }
         router.add("GET", "/jobs/{id}/image.png") { [unowned self] request, parameters in image(request, parameters) }
+        router.add("GET", "/jobs/{id}/frames.png") { [unowned self] request, parameters in
+            withService { service throws(Problem) in try ClipRoutes.frames(service, request, parameters) }
+        }
         router.add("GET", "/jobs/{id}/stream") { [unowned self] request, parameters in stream(request, parameters) }
         router.add("GET", "/jobs/{id}/events") { [unowned self] _, parameters in events(parameters) }
         router.add("GET", "/models") { [unowned self] _, _ in models() }
@@ -380,6 +383,7 @@ public final class APIServer: @unchecked Sendable {
             let index = try Self.integerQuery(request, "i", default: 0, range: 0...Int(Int32.max))
             let image: JobImage
             image = try Self.mapped { () throws(JobError) in try service.image(id, index: index) }
+            if let clip = try ClipRoutes.clipResponse(service, id: id, image: image, request: request) { return clip }
             return HTTPResponse(status: 200, headers: [("Content-Type", "image/png"),
                                                        ("Cache-Control", "public, max-age=31536000, immutable")],
                                 body: .bytes(Array(image.data)))
@@ -393,7 +397,7 @@ public final class APIServer: @unchecked Sendable {
             let subscription: JobSubscription
             subscription = try Self.mapped { () throws(JobError) in try service.subscribe(id) }
             let body = PreviewStreamBody(subscription: subscription) { [weak service] in
-                try? service?.image(id, index: index).data
+                ClipRoutes.streamFinal(service, id: id, index: index)
             }
             return HTTPResponse(status: 200, headers: [
                 ("Content-Type", "multipart/x-mixed-replace; boundary=\(PreviewStreamBody.boundary)"),
