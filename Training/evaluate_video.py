@@ -142,7 +142,7 @@ def main(argv=None):
                     for k in range(columns):
                         top, left = c * (cfg.height + gap), k * (cfg.width + gap)
                         grid[top:top + cfg.height, left:left + cfg.width] = first[c * per + k, f]
-                frames.append(Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST))
+                frames.append(Image.fromarray(grid))
             fps = int(cfg.sampling.get("fps", 8))
             frames[0].save(args.animated, save_all=True, append_images=frames[1:], duration=1000 // fps, loop=0)
             print(f"wrote {args.animated}")
