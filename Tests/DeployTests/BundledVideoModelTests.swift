@@ -36,6 +36,20 @@ extension BundledModelTests {
         XCTAssertFalse(sheet.contains { $0.type == "acTL" }, "the contact sheet is a still")
     }
 
+    func testSampleWritesAClipAsAnAnimatedPNG() throws {
+        let output = scratch.appendingPathComponent("horse.png")
+        let model = DeployTests.root.appendingPathComponent("checkpoints/cifar10-video").path
+        let sampled = try runRind(["sample", "--checkpoint", model, "--class", "horse", "--steps", "2", "--apng",
+                                   "-o", output.path])
+        XCTAssertEqual(sampled.status, 0, sampled.stderr)
+        let chunks = try Self.chunks(try Data(contentsOf: output))
+        XCTAssertEqual(Self.u32(try XCTUnwrap(chunks.first { $0.type == "acTL" }).data, 0), 8)
+        let image = try runRind(["sample", "--checkpoint", DeployTests.root.appendingPathComponent("checkpoints/cifar10").path,
+                                 "--steps", "1", "--apng", "-o", output.path])
+        XCTAssertEqual(image.status, 2)
+        XCTAssertTrue(image.stderr.contains("--apng needs a video model"), image.stderr)
+    }
+
     /// PNG chunks (type, data) of `data`; throws on a bad signature or a chunk past the end.
     static func chunks(_ data: Data) throws -> [(type: String, data: [UInt8])] {
         let bytes = [UInt8](data)
