@@ -16,8 +16,8 @@ public enum APNG {
         public init(type: String, data: [UInt8]) { self.type = type; self.data = data }
     }
 
-    /// Encodes `frames` (same width, height and channels) as an APNG that every frame of which
-    /// covers the whole canvas and is shown for `1 / fps` seconds; `plays` 0 loops forever.
+    /// Encodes `frames` (same width, height and channels) as an APNG in which every frame covers
+    /// the whole canvas and is shown for `1 / fps` seconds; `plays` 0 loops forever.
     /// Frame 0 is also the default image, so a viewer without APNG support shows it as a still.
     public static func encode(frames: [RasterImage], fps: Int, plays: Int = 0) throws(ImageError) -> Data {
         guard let first = frames.first else { throw .invalidImage("an animation needs at least one frame") }
