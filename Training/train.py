@@ -1,4 +1,6 @@
-"""Train a class-conditional RIN on CIFAR-10 (32x32) or Tiny ImageNet (64x64) with the recipe of Jabri, Fleet, Chen, "Scalable Adaptive Computation for Iterative Generation" (ICML 2023) and its appendix of hyperparameters.
+"""Train a class-conditional RIN on CIFAR-10 (32x32), Tiny ImageNet (64x64) or moving CIFAR-10 clips (video, see
+video_data.py) with the recipe of Jabri, Fleet, Chen, "Scalable Adaptive Computation for Iterative Generation"
+(ICML 2023) and its appendix of hyperparameters.
 
 Recipe: the config's prediction target (v for the bundled model), sigmoid(-3, 3, 0.9) training schedule
 (the config's training.schedule), MSE on the target, latent self-conditioning at the config's rate
@@ -35,6 +37,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import data  # noqa: E402
 import rin  # noqa: E402
+import video_data  # noqa: E402
 from rin import diffusion  # noqa: E402
 
 
@@ -50,9 +53,10 @@ def parse_args(argv=None):
     parser.add_argument("--log", metavar="FILE", help="progress log (default RUN_DIR/train.log)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--dataset", choices=["cifar10", "tiny-imagenet"],
+    parser.add_argument("--dataset", choices=["cifar10", "tiny-imagenet", "cifar10-video"],
                         help="training data (default: cifar10 for 32x32 configs with 10 classes, tiny-imagenet for "
-                             "64x64 configs with 200)")
+                             "64x64 configs with 200, cifar10-video for 32x32 video configs with 10: each clip one "
+                             "CIFAR-10 image moving, video_data.py)")
     parser.add_argument("--data-npz", metavar="PATH",
                         help="the train split as one .npz (data.py --pack for CIFAR-10; images+labels arrays "
                              "for either) instead of ../shared")
@@ -146,6 +150,7 @@ def export(ema, cfg, args, directory, step, train_seconds, wall_seconds, hardwar
             "warmup_steps": args.warmup, "decay_minutes": args.decay_minutes, "min_lr_ratio": args.min_lr_ratio,
             "batch_size": args.batch_size, "grad_clip": args.grad_clip, "ema_decay": args.ema_decay,
             "latent_dropout": args.latent_dropout, "horizontal_flips": not args.no_flip,
+            **({"clip_motion": video_data.describe_motion()} if args.dataset == "cifar10-video" else {}),
             "bf16_autocast": args.bf16, "loss": f"MSE on {cfg.prediction}",
         },
         "data": DATASETS[args.dataset]["description"],
@@ -165,6 +170,10 @@ def export(ema, cfg, args, directory, step, train_seconds, wall_seconds, hardwar
 DATASETS = {
     "cifar10": {"size": 32, "classes": 10,
                 "description": "CIFAR-10 train split (50,000 JPEG-decoded images)"},
+    "cifar10-video": {"size": 32, "classes": 10, "video": True,
+                      "description": "clips made from the CIFAR-10 train split (50,000 JPEG-decoded images): each "
+                                     "clip one image panning, zooming and rotating on a reflective canvas "
+                                     "(Training/video_data.py)"},
     "tiny-imagenet": {"size": 64, "classes": 200,
                       "description": "Tiny ImageNet train split (100,000 64x64 JPEG-decoded images, 200 ImageNet-1k "
                                      "classes; ImageNet terms: non-commercial research)"},
@@ -186,12 +195,12 @@ def preview_classes(cfg):
 def load_training_data(args, device):
     """The train split as (uint8 (N, H, W, 3), int64 (N,)) tensors on the device."""
     if args.data_npz:
-        if args.dataset == "cifar10":
+        if args.dataset in ("cifar10", "cifar10-video"):
             images, labels = data.load_npz(args.data_npz)
         else:
             with np.load(args.data_npz) as packed:
                 images, labels = packed["images"], packed["labels"].astype(np.int64)
-    elif args.dataset == "cifar10":
+    elif args.dataset in ("cifar10", "cifar10-video"):
         images, labels = data.load_split("train", args.data_source or data.DEFAULT_SOURCE)
     else:
         images, labels = data.load_tiny_imagenet("train", args.data_source or data.TINY_SOURCE)
@@ -201,13 +210,17 @@ def load_training_data(args, device):
 def configure_classes(cfg, args):
     """Picks the dataset and fills in class names (and the ImageNet label space for Tiny ImageNet)."""
     if args.dataset is None:
-        args.dataset = "tiny-imagenet" if (cfg.height, cfg.num_classes) == (64, 200) else "cifar10"
+        if (cfg.height, cfg.num_classes) == (64, 200):
+            args.dataset = "tiny-imagenet"
+        else:
+            args.dataset = "cifar10-video" if cfg.frames > 1 else "cifar10"
     want = DATASETS[args.dataset]
+    video = want.get("video", False)
     if (cfg.num_classes != want["classes"] or cfg.height != want["size"] or cfg.width != want["size"]
-            or cfg.frames != 1 or cfg.channels != 3):
-        sys.exit(f"{args.config}: --dataset {args.dataset} needs {want['size']}x{want['size']} RGB images and "
-                 f"{want['classes']} classes")
-    if args.dataset == "cifar10":
+            or (cfg.frames > 1) != video or cfg.channels != 3):
+        sys.exit(f"{args.config}: --dataset {args.dataset} needs {want['size']}x{want['size']} RGB "
+                 f"{'clips (image.frames > 1)' if video else 'images'} and {want['classes']} classes")
+    if args.dataset in ("cifar10", "cifar10-video"):
         if cfg.class_names is None:
             cfg.class_names = list(data.CLASS_NAMES)
         return
@@ -221,10 +234,14 @@ def write_preview(ema, path, device, log):
     from PIL import Image
 
     rows = []
+    video = ema.cfg.frames > 1
     for class_index in preview_classes(ema.cfg):
+        # Images: 8 per class in a row. Clips: 2 per class, each clip's frames side by side.
         result = diffusion.sample(ema, class_index=class_index, seed=class_index, steps=50, sampler="ddim",
-                                  schedule="cosine", guidance=3.0 if ema.null_class is not None else 0.0, count=8)
-        rows.append(np.concatenate(list(result.pixels[:, 0]), axis=1))  # (H, 8 W, C)
+                                  schedule="cosine", guidance=3.0 if ema.null_class is not None else 0.0,
+                                  count=2 if video else 8)
+        frames = result.pixels.reshape(-1, *result.pixels.shape[2:]) if video else result.pixels[:, 0]
+        rows.append(np.concatenate(list(frames), axis=1))  # (H, 8 W or 2 F W, C)
     grid = np.concatenate(rows, axis=0)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(path)
@@ -299,6 +316,7 @@ def main(argv=None):
     if args.compile:
         forward = torch.compile(model)
     null_class = model.null_class
+    video = args.dataset == "cifar10-video"
     latent_shape = (cfg.latent_count, cfg.latent_dim)
     ema_params = list(ema.parameters())
     model_params = list(model.parameters())
@@ -306,17 +324,23 @@ def main(argv=None):
 
     def training_step(batch_size):
         index = torch.randint(0, count, (batch_size,), device=device, generator=generator)
-        x0 = images[index].float().div_(127.5).sub_(1.0)  # (B, H, W, 3) in [-1, 1]
-        if not args.no_flip:
-            flip = torch.rand(batch_size, device=device, generator=generator) < 0.5
-            x0 = torch.where(flip[:, None, None, None], x0.flip(2), x0)
+        if video:  # (B, F, H, W, 3) in [-1, 1]: each image moving (flips are part of the motion)
+            motion = video_data.sample_motion(batch_size, generator, device)
+            if args.no_flip:
+                motion["flip"].zero_()
+            x0 = video_data.render(images[index], motion, cfg.frames)
+        else:
+            x0 = images[index].float().div_(127.5).sub_(1.0)  # (B, H, W, 3) in [-1, 1]
+            if not args.no_flip:
+                flip = torch.rand(batch_size, device=device, generator=generator) < 0.5
+                x0 = torch.where(flip[:, None, None, None], x0.flip(2), x0)
         classes = labels[index]
         if args.label_dropout > 0:
             drop = torch.rand(batch_size, device=device, generator=generator) < args.label_dropout
             classes = torch.where(drop, torch.full_like(classes, null_class), classes)
         t = torch.rand(batch_size, device=device, generator=generator)
         gamma = diffusion.gamma_tensor(schedule_kind, t, sigmoid_params)  # (B,) clipped
-        g = gamma[:, None, None, None]
+        g = gamma.view(-1, *([1] * (x0.dim() - 1)))
         eps = torch.randn(x0.shape, device=device, generator=generator)
         x_t = diffusion.q_sample(x0, eps, g)
         target = diffusion.target(cfg.prediction, x0, eps, g)

@@ -2,9 +2,11 @@ import RINModel
 
 /// An 8-bit image: `clamp(round((x0 + 1) * 127.5), 0, 255)` of an x0 estimate, rounding half away
 /// from zero (checkpoints/README.md, "Sampling" step 4). A video clip's frames are laid side by
-/// side: width = frames * W.
+/// side: width = frames * W, and `frames` says how many.
 public struct ImagePixels: Sendable, Equatable {
     public let width: Int, height: Int, channels: Int
+    /// Frames laid side by side in `pixels` (1 for an image); each is `width / frames` wide.
+    public var frames: Int = 1
     /// Row-major, channels last: `height * width * channels` bytes.
     public var pixels: [UInt8]
 
@@ -33,5 +35,6 @@ public struct ImagePixels: Sendable, Equatable {
             }
         }
         self.init(width: F * W, height: H, channels: C, pixels: bytes)
+        frames = F
     }
 }

@@ -44,3 +44,14 @@ public enum ImageGrid {
         return try RasterImage(width: width, height: height, channels: channels, pixels: pixels)
     }
 }
+
+extension ImageGrid {
+    /// The gap in pixels between the frames of a contact sheet.
+    public static let contactSheetGap = 2
+
+    /// A clip's frames in one row, left to right, `contactSheetGap` black pixels apart: the still
+    /// picture of a clip (`/jobs/{id}/frames.png`, and every frame's estimate in previews).
+    public static func contactSheet(_ frames: [RasterImage]) throws(ImageError) -> RasterImage {
+        try compose(frames, columns: frames.count, gap: contactSheetGap)
+    }
+}

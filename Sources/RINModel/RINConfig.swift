@@ -122,8 +122,17 @@ public struct RINConfig: Codable, Sendable, Equatable {
         public var sampler: String
         public var schedule: String
         public var guidance: Double
-        public init(steps: Int = 50, sampler: String = "ddim", schedule: String = "cosine", guidance: Double = 0) {
+        /// Video models: the playback rate of their clips in frames per second (1...50); nil =
+        /// `Sampling.defaultFPS`. Ignored for image models.
+        public var fps: Int?
+        /// The frame rate of a video model whose config gives none.
+        public static let defaultFPS = 8
+        /// The frame rates a config or a request may ask for: browsers play delays under 20 ms slower.
+        public static let fpsRange = 1...50
+        public init(steps: Int = 50, sampler: String = "ddim", schedule: String = "cosine", guidance: Double = 0,
+                    fps: Int? = nil) {
             self.steps = steps; self.sampler = sampler; self.schedule = schedule; self.guidance = guidance
+            self.fps = fps
         }
         /// Every key may be absent; the defaults are the Python reference's (50, ddim, cosine, 0).
         public init(from decoder: any Decoder) throws {
@@ -133,6 +142,7 @@ public struct RINConfig: Codable, Sendable, Equatable {
             sampler = try c.decodeIfPresent(String.self, forKey: .sampler) ?? d.sampler
             schedule = try c.decodeIfPresent(String.self, forKey: .schedule) ?? d.schedule
             guidance = try c.decodeIfPresent(Double.self, forKey: .guidance) ?? d.guidance
+            fps = try c.decodeIfPresent(Int.self, forKey: .fps)
         }
     }
 
@@ -209,6 +219,10 @@ public struct RINConfig: Codable, Sendable, Equatable {
         if let s = training?.schedule, s.kind == "sigmoid" { return (s.start ?? -3, s.end ?? 3, s.tau ?? 0.9) }
         return (-3, 3, 0.9)
     }
+    /// Whether the model makes clips (`image.frames` > 1) rather than images.
+    public var isVideo: Bool { image.frames > 1 }
+    /// The playback rate of the model's clips: `sampling.fps`, else `Sampling.defaultFPS`.
+    public var framesPerSecond: Int { sampling.fps ?? Sampling.defaultFPS }
     /// Floats in one image (or clip): frames * height * width * channels.
     public var imageValues: Int { image.frames * image.height * image.width * image.channels }
     /// Rows of the learned latent table: m - 2, or m - 1 when unconditional.
@@ -270,6 +284,9 @@ public struct RINConfig: Codable, Sendable, Equatable {
         guard ["ddim", "ddpm"].contains(sampling.sampler) else { throw fail("sampling.sampler", "must be ddim or ddpm, found '\(sampling.sampler)'") }
         guard ["cosine", "sigmoid", "linear"].contains(sampling.schedule) else { throw fail("sampling.schedule", "must be cosine, sigmoid or linear, found '\(sampling.schedule)'") }
         guard sampling.guidance >= 0 && sampling.guidance.isFinite else { throw fail("sampling.guidance", "must be >= 0, found \(sampling.guidance)") }
+        if let fps = sampling.fps, !Sampling.fpsRange.contains(fps) {
+            throw fail("sampling.fps", "must be in \(Sampling.fpsRange.lowerBound)...\(Sampling.fpsRange.upperBound) frames per second, found \(fps)")
+        }
         if let s = training?.schedule, s.kind == "sigmoid" {
             let start = s.start ?? -3, end = s.end ?? 3, tau = s.tau ?? 0.9
             guard tau > 0 else { throw fail("training.schedule.tau", "must be > 0, found \(tau)") }

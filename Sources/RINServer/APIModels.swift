@@ -66,6 +66,8 @@ struct JobBody: Encodable {
     struct Links: Encodable {
         let `self`: String, preview: String, stream: String, events: String, image: String
         let images: [String], cancel: String
+        /// Video models: each clip's contact sheet (`image` is then the APNG); empty for image models.
+        let frames: [String]
     }
 
     let id: String, status: String, model: String, queuePosition: Int?
@@ -114,7 +116,8 @@ struct JobBody: Encodable {
         links = Links(self: base, preview: base + "/preview.png", stream: base + "/stream",
                       events: base + "/events", image: base + "/image.png",
                       images: (0..<parameters.count).map { base + "/image.png?i=\($0)" },
-                      cancel: base + "/cancel")
+                      cancel: base + "/cancel",
+                      frames: config?.isVideo == true ? (0..<parameters.count).map { base + "/frames.png?i=\($0)" } : [])
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -198,8 +201,25 @@ struct ModelBody: Encodable {
     }
     let name: String, isDefault: Bool, image: Image, classes: Classes, prediction: String
     let defaults: Defaults, limits: Limits
+    /// "video" for models that make clips (`image.frames` > 1, served as APNG), else "image".
+    let kind: String
+    /// Video models: the frames per second their clips play at unless a request says; null for images.
+    let fps: Int?
     enum CodingKeys: String, CodingKey {
-        case name, isDefault = "default", image, classes, prediction, defaults, limits
+        case name, isDefault = "default", image, classes, prediction, defaults, limits, kind, fps
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(isDefault, forKey: .isDefault)
+        try c.encode(kind, forKey: .kind)
+        try c.encode(image, forKey: .image)
+        try c.encode(fps, forKey: .fps)
+        try c.encode(classes, forKey: .classes)
+        try c.encode(prediction, forKey: .prediction)
+        try c.encode(defaults, forKey: .defaults)
+        try c.encode(limits, forKey: .limits)
     }
 
     init(_ checkpoint: RINCheckpoint, isDefault: Bool, previewEvery: Int) {
@@ -209,6 +229,8 @@ struct ModelBody: Encodable {
         self.isDefault = isDefault
         image = Image(frames: config.image.frames, height: config.image.height, width: config.image.width,
                       channels: config.image.channels)
+        kind = config.isVideo ? "video" : "image"
+        fps = config.isVideo ? config.framesPerSecond : nil
         let names = checkpoint.classes.classes.compactMap(\.name)
         classes = Classes(count: config.classes.count, names: !names.isEmpty && names.count == config.classes.count ? names : nil,
                           nullClass: config.classes.nullClass, labelSpace: config.classes.labelSpace?.name,

@@ -253,6 +253,7 @@ public final class APIServer: @unchecked Sendable {
         router.add("POST", "/jobs/{id}/cancel") { [unowned self] _, parameters in cancelJob(parameters) }
         router.add("GET", "/jobs/{id}/preview.png") { [unowned self] _, parameters in preview(parameters) }
         router.add("GET", "/jobs/{id}/image.png") { [unowned self] request, parameters in image(request, parameters) }
+        router.add("GET", "/jobs/{id}/frames.png") { [unowned self] request, parameters in frames(request, parameters) }
         router.add("GET", "/jobs/{id}/stream") { [unowned self] request, parameters in stream(request, parameters) }
         router.add("GET", "/jobs/{id}/events") { [unowned self] _, parameters in events(parameters) }
         router.add("GET", "/models") { [unowned self] _, _ in models() }

@@ -123,10 +123,16 @@ extension APIServer {
             let index = try Self.integerQuery(request, "i", default: 0, range: 0...Int(Int32.max))
             let image: JobImage
             image = try Self.mapped { () throws(JobError) in try service.image(id, index: index) }
+            if let clip = try ClipRoutes.clipResponse(service, id: id, image: image, request: request) { return clip }
             return HTTPResponse(status: 200, headers: [("Content-Type", "image/png"),
                                                        ("Cache-Control", "public, max-age=31536000, immutable")],
                                 body: .bytes(Array(image.data)))
         }
+    }
+
+    /// A clip's contact sheet (ClipRoutes.frames).
+    func frames(_ request: HTTPRequest, _ parameters: Router.Parameters) -> HTTPResponse {
+        withService { service throws(Problem) in try ClipRoutes.frames(service, request, parameters) }
     }
 
     func stream(_ request: HTTPRequest, _ parameters: Router.Parameters) -> HTTPResponse {
@@ -136,7 +142,7 @@ extension APIServer {
             let subscription: JobSubscription
             subscription = try Self.mapped { () throws(JobError) in try service.subscribe(id) }
             let body = PreviewStreamBody(subscription: subscription) { [weak service] in
-                try? service?.image(id, index: index).data
+                ClipRoutes.streamFinal(service, id: id, index: index)
             }
             return HTTPResponse(status: 200, headers: [
                 ("Content-Type", "multipart/x-mixed-replace; boundary=\(PreviewStreamBody.boundary)"),

@@ -42,6 +42,9 @@ struct Sample: AsyncParsableCommand {
     @Flag(help: "With --count > 1: one PNG with the images in a grid (else out-0.png, out-1.png, ...).")
     var grid = false
 
+    @Flag(help: "Video models: write each clip as an animated PNG (APNG) at the model's frame rate instead of its frames side by side.")
+    var apng = false
+
     @Flag(help: "Reset the latents to zeros every step (evaluation mode) instead of carrying them.")
     var noCarry = false
 
@@ -64,6 +67,8 @@ struct Sample: AsyncParsableCommand {
             BLASThreads.set(ProcessInfo.processInfo.activeProcessorCount)
         }
         let checkpoint = try RINCheckpoint.load(from: directory)
+        let config = checkpoint.config
+        if apng { try checkClipOutput(config) }
         // The same resolution as the API's (SamplingRequest): the checkpoint's defaults, then the options.
         var request = SamplingRequest(seed: seed, steps: steps, guidance: guidance, count: count, carryLatents: !noCarry)
         if let classLabel, !classLabel.trimmingCharacters(in: .whitespaces).isEmpty {
@@ -85,7 +90,7 @@ struct Sample: AsyncParsableCommand {
             FileHandle.standardError.write(Data(String(format: "step %d/%d  %.3f s/step\n", run.stepsDone, p.steps, seconds).utf8))
         }
         let total = Date().timeIntervalSince(start)
-        try write(run.estimate())
+        if apng { try writeClips(run.estimate(), config: config) } else { try write(run.estimate()) }
         FileHandle.standardError.write(Data(String(format: "done in %.2f s (%.3f s/step)\n", total, total / Double(p.steps)).utf8))
     }
 

@@ -148,6 +148,7 @@ final class SamplingBehaviourTests: XCTestCase {
         XCTAssertEqual(pixels.width, 4)
         XCTAssertEqual(pixels.height, 1)
         XCTAssertEqual(pixels.pixels, [0, 255, 128, 0])
+        XCTAssertEqual(pixels.frames, 2, "the frame count travels with the strip")
     }
 
     func testSchedules() {

@@ -6,7 +6,7 @@ import XCTest
 final class OpenAPIConformanceTests: XCTestCase {
     func testRealResponsesMatchTheSpec() throws {
         let python = try Self.testPython()
-        let server = try TestServer()
+        let server = try TestServer(video: true)
         defer { server.shutdown() }
         let port = server.port
 
@@ -19,6 +19,14 @@ final class OpenAPIConformanceTests: XCTestCase {
         let id = submitted.json["id"] as! String
         try server.waitFor(id, ["succeeded"])
         add("Job", try http("GET", port, "/jobs/\(id)"))
+        // A video model's job: its links name the contact sheets; frames.png of an image job is a problem.
+        let clip = try http("POST", port, "/generate?model=tiny-video&class=green&steps=2&n=2")
+        add("Job", clip)
+        let clipID = clip.json["id"] as! String
+        try server.waitFor(clipID, ["succeeded"])
+        add("Job", try http("GET", port, "/jobs/\(clipID)"))
+        add("Problem", try http("GET", port, "/jobs/\(id)/frames.png"))
+        add("Problem", try http("GET", port, "/jobs/\(clipID)/image.png?fps=0"))
         add("JobList", try http("GET", port, "/jobs"))
         add("ModelList", try http("GET", port, "/models"))
         add("Health", try http("GET", port, "/healthz"))
@@ -48,6 +56,7 @@ final class OpenAPIConformanceTests: XCTestCase {
         let operations = [
             ["post", "/generate"], ["get", "/jobs"], ["get", "/jobs/{id}"], ["delete", "/jobs/{id}"],
             ["post", "/jobs/{id}/cancel"], ["get", "/jobs/{id}/preview.png"], ["get", "/jobs/{id}/image.png"],
+            ["get", "/jobs/{id}/frames.png"],
             ["get", "/jobs/{id}/stream"], ["get", "/jobs/{id}/events"], ["get", "/models"], ["get", "/healthz"],
             ["get", "/readyz"], ["get", "/metrics"], ["get", "/openapi.yaml"], ["get", "/"], ["get", "/web/{file}"],
         ]

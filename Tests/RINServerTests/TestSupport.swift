@@ -9,6 +9,8 @@ enum Fixtures {
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures")
     static let tinyCheckpoint = directory.appendingPathComponent("checkpoints/tiny")
+    /// The same geometry with 4 frames: a video model (ClipAPITests).
+    static let tinyVideoCheckpoint = directory.appendingPathComponent("checkpoints/tiny-video")
     static let projectRoot = directory.deletingLastPathComponent().deletingLastPathComponent()
 
     static func temporaryDirectory(_ prefix: String) -> URL {
@@ -122,7 +124,7 @@ final class TestServer {
     init(maxQueue: Int = 32, workers: Int = 1, apiKey: String? = nil, maxBodyBytes: Int = 64 * 1024,
          previewEvery: Int = 5, attach: Bool = true, host: String = "127.0.0.1",
          limits: HTTPServerLimits? = nil, stateDirectory: URL? = nil,
-         beforeRun: (@Sendable (JobID) -> Void)? = nil) throws {
+         beforeRun: (@Sendable (JobID) -> Void)? = nil, video: Bool = false) throws {
         MetricsBackend.bootstrap()
         self.stateDirectory = stateDirectory ?? Fixtures.temporaryDirectory("rind-server-test")
         var configuration = APIServer.Configuration()
@@ -137,11 +139,13 @@ final class TestServer {
         server = try APIServer(configuration: configuration, logger: logger)
         if attach {
             let checkpoint = try RINCheckpoint.load(from: Fixtures.tinyCheckpoint)
+            // `video`: the tiny-video model is loaded too, after the default.
+            let models = try [checkpoint] + (video ? [RINCheckpoint.load(from: Fixtures.tinyVideoCheckpoint)] : [])
             var jobConfiguration = JobService.Configuration(stateDirectory: self.stateDirectory, workers: workers,
                                                             maxQueue: maxQueue, previewEvery: previewEvery)
             jobConfiguration.beforeStep = gate.hook
             jobConfiguration.beforeRun = beforeRun
-            let service = try JobService(configuration: jobConfiguration, models: [checkpoint],
+            let service = try JobService(configuration: jobConfiguration, models: models,
                                          encoder: PNGImageEncoder(), logger: logger)
             server.attach(service)
             self.service = service
