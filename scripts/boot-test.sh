@@ -169,7 +169,9 @@ say "1. unit active (Type=notify: READY=1 after the models load)"
 wait_for 180 "rind.service active" active
 [ "$(prop Type)" = notify ] || fail "Type is $(prop Type)"
 status=$(prop StatusText)
-[ "$status" = "serving 2 model(s) on port $port" ] || fail "status line: '$status'"
+# Every bundled model the artifact ships (checkpoints/*/config.json) is served.
+models=$(ls "$repo"/checkpoints/*/config.json | wc -l)
+[ "$status" = "serving $models model(s) on port $port" ] || fail "status line: '$status' (expected $models models)"
 ready_line=$(inside journalctl -u rind -o cat --no-pager | grep -m1 'ready$' | sed 's/^.*rind: //')
 say "   status: $status; $ready_line"
 grep -qF "plan=1 batch slot(s), $(nproc) matrix thread(s)" <<<"$ready_line" ||
