@@ -55,6 +55,24 @@ class Client:
         raise RuntimeError("unreachable")
 
 
+def loopback_target(parser, url_text, api_key_file):
+    """(host, port, headers) of the daemon at url_text; refuses (parser.error) anything but loopback.
+    headers carries the bearer key from api_key_file, if given."""
+    url = urllib.parse.urlsplit(url_text)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)}
+    except socket.gaierror as error:
+        parser.error(f"cannot resolve {host}: {error}")
+    if not all(ipaddress.ip_address(address.split("%")[0]).is_loopback for address in addresses):
+        parser.error(f"{host} is not a loopback address: this tool only loads a local daemon")
+    headers = {}
+    if api_key_file:
+        with open(api_key_file, encoding="utf-8") as handle:
+            headers["Authorization"] = "Bearer " + handle.readline().strip()
+    return host, port, headers
+
+
 def resident_memory(args, host, port, headers):
     """The daemon's resident memory in bytes, or None."""
     if args.pid:
@@ -91,18 +109,7 @@ def main():
     if not 1 <= args.clients <= 64 or not 1 <= args.requests <= 10000:
         parser.error("--clients must be 1..64 and --requests 1..10000")
 
-    url = urllib.parse.urlsplit(args.url)
-    host, port = url.hostname or "127.0.0.1", url.port or 80
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)}
-    except socket.gaierror as error:
-        parser.error(f"cannot resolve {host}: {error}")
-    if not all(ipaddress.ip_address(address.split("%")[0]).is_loopback for address in addresses):
-        parser.error(f"{host} is not a loopback address: this tool only loads a local daemon")
-    headers = {}
-    if args.api_key_file:
-        with open(args.api_key_file, encoding="utf-8") as handle:
-            headers["Authorization"] = "Bearer " + handle.readline().strip()
+    host, port, headers = loopback_target(parser, args.url, args.api_key_file)
 
     memory_before = resident_memory(args, host, port, headers)
     lock = threading.Lock()

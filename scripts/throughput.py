@@ -12,17 +12,14 @@ image) p50/p95, the machine's load average before the level, and images/minute r
 Loopback addresses only (Client and checks from scripts/loadtest.py). Exit status 1 if a job failed.
 """
 import argparse
-import ipaddress
 import json
 import os
-import socket
 import sys
 import threading
 import time
-import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from loadtest import Client, percentile  # noqa: E402
+from loadtest import Client, loopback_target, percentile  # noqa: E402
 
 
 def run_level(host, port, headers, query, clients, jobs_per_client, poll_seconds):
@@ -92,18 +89,7 @@ def main():
     if not levels or not all(1 <= level <= 64 for level in levels) or not 1 <= args.jobs_per_client <= 1000:
         parser.error("--concurrency values must be 1..64 and --jobs-per-client 1..1000")
 
-    url = urllib.parse.urlsplit(args.url)
-    host, port = url.hostname or "127.0.0.1", url.port or 80
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)}
-    except socket.gaierror as error:
-        parser.error(f"cannot resolve {host}: {error}")
-    if not all(ipaddress.ip_address(address.split("%")[0]).is_loopback for address in addresses):
-        parser.error(f"{host} is not a loopback address: this tool only loads a local daemon")
-    headers = {}
-    if args.api_key_file:
-        with open(args.api_key_file, encoding="utf-8") as handle:
-            headers["Authorization"] = "Bearer " + handle.readline().strip()
+    host, port, headers = loopback_target(parser, args.url, args.api_key_file)
 
     if args.warmup:
         run_level(host, port, headers, args.query, 1, args.warmup, args.poll_seconds)
