@@ -21,7 +21,6 @@ public struct PackedLinearWeight: @unchecked Sendable {
         values = UnsafePointer(buffer)
         self.inputs = inputs
         self.outputs = outputs
-        rind_pgemm_prepare(rind_gemm_threads())
     }
 
     /// What a product does with inp W^T + bias.
