@@ -8,8 +8,9 @@ set -euo pipefail
 packages=(libopenblas-dev libdnnl2 libpng-dev libmicrohttpd-dev pkg-config python3-venv)
 # The tests: systemd-analyze verifies the unit; debootstrap and systemd-nspawn boot it under a real
 # systemd (scripts/boot-test.sh); chromium and chromium-driver run the page at / in a headless
-# browser (Tests/web/run.sh).
-[ "${1:-}" = "--test" ] && packages+=(systemd debootstrap systemd-container chromium chromium-driver)
+# browser (Tests/web/run.sh); postgresql's server binaries run the throwaway database of the
+# cluster tests (scripts/pg-throwaway.sh; Debian's own cluster is not used).
+[ "${1:-}" = "--test" ] && packages+=(systemd debootstrap systemd-container chromium chromium-driver postgresql)
 
 missing=()
 for p in "${packages[@]}"; do
