@@ -29,6 +29,12 @@ public enum JobError: Error, CustomStringConvertible, Equatable, Sendable {
     case storage(path: String, message: String)
     /// The state directory's file system is full (ENOSPC, EDQUOT): try again later.
     case storageFull(path: String, message: String)
+    /// The shared job database (`rind serve --database`) cannot be reached now; the store
+    /// reconnects by itself: try again in a few seconds (HTTP 503).
+    case databaseUnavailable(message: String)
+    /// A fenced write found that this box no longer holds the job: its lease expired and another
+    /// box claimed it. Internal: the run is dropped, nothing is written.
+    case leaseLost(JobID)
 
     public var description: String {
         switch self {
@@ -56,6 +62,10 @@ public enum JobError: Error, CustomStringConvertible, Equatable, Sendable {
             "job \(id) has no preview yet"
         case let .storage(path, message), let .storageFull(path, message):
             "state directory error at \(path): \(message)"
+        case let .databaseUnavailable(message):
+            "the job database is unavailable: \(message)"
+        case let .leaseLost(id):
+            "job \(id) is held by another box now"
         }
     }
 }

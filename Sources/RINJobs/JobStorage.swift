@@ -8,31 +8,59 @@ import Logging
 import RINDiffusion
 
 /// What `job.json` holds (format 1): one job's record as the storage keeps it.
-struct JobRecord: Codable, Sendable {
-    var formatVersion: Int = 1
-    var id: JobID
-    var model: String
-    var request: JobRequest
-    var parameters: SamplingParameters
-    var previewEvery: Int
-    var status: JobStatus
-    var progress: JobProgress
-    var createdAt: Date
-    var startedAt: Date?
-    var finishedAt: Date?
-    var error: String?
-    var revision: Int
-    var idempotencyKey: String?
-    var cancelRequested: Bool = false
-    var previewStep: Int?
-    var imageCount: Int = 0
-    var attempts: Int = 0
+public struct JobRecord: Codable, Sendable, Equatable {
+    public var formatVersion: Int = 1
+    public var id: JobID
+    public var model: String
+    public var request: JobRequest
+    public var parameters: SamplingParameters
+    public var previewEvery: Int
+    public var status: JobStatus
+    public var progress: JobProgress
+    public var createdAt: Date
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    public var error: String?
+    public var revision: Int
+    public var idempotencyKey: String?
+    public var cancelRequested: Bool = false
+    public var previewStep: Int?
+    public var imageCount: Int = 0
+    public var attempts: Int = 0
+
+    public init(id: JobID, model: String, request: JobRequest, parameters: SamplingParameters, previewEvery: Int,
+                status: JobStatus, progress: JobProgress, createdAt: Date, startedAt: Date? = nil,
+                finishedAt: Date? = nil, error: String? = nil, revision: Int, idempotencyKey: String? = nil,
+                cancelRequested: Bool = false, previewStep: Int? = nil, imageCount: Int = 0, attempts: Int = 0) {
+        self.id = id
+        self.model = model
+        self.request = request
+        self.parameters = parameters
+        self.previewEvery = previewEvery
+        self.status = status
+        self.progress = progress
+        self.createdAt = createdAt
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.error = error
+        self.revision = revision
+        self.idempotencyKey = idempotencyKey
+        self.cancelRequested = cancelRequested
+        self.previewStep = previewStep
+        self.imageCount = imageCount
+        self.attempts = attempts
+    }
 }
 
 /// A deleted or expired job: its id answers 410 Gone, and its files must not come back.
-struct Tombstone: Codable, Sendable {
-    var id: JobID
-    var removedAt: Date
+public struct Tombstone: Codable, Sendable, Equatable {
+    public var id: JobID
+    public var removedAt: Date
+
+    public init(id: JobID, removedAt: Date) {
+        self.id = id
+        self.removedAt = removedAt
+    }
 }
 
 /// The job service's durable storage.
@@ -48,7 +76,7 @@ struct Tombstone: Codable, Sendable {
 ///   `Recovery` finishes removals a crash cut short).
 /// - Errors are `JobError.storage`, or `JobError.storageFull` when there is no space: the service
 ///   then pauses and retries (`probeWritable`) instead of failing jobs.
-protocol JobStorage: Sendable {
+public protocol JobStorage: Sendable {
     /// Creates whatever the storage needs (directories, tables) if missing.
     func prepare() throws(JobError)
     /// A new job's record (and its place for images); durable when it returns.

@@ -42,6 +42,11 @@ extension APIServer {
         case .storageFull:
             return Problem(kind: "insufficient-storage", title: "Insufficient storage", status: 507,
                            detail: "the state directory is full; the job was not accepted", headers: ["Retry-After": "30"])
+        case .databaseUnavailable:
+            // The database's own message stays in the log; the daemon reconnects by itself.
+            return .unavailable(detail: "the job database is unavailable; the daemon reconnects by itself", retryAfter: 5)
+        case .leaseLost:
+            return .internalError("the job moved to another box; the error is in the daemon's log")
         }
     }
 }
