@@ -1,16 +1,12 @@
 import Foundation
 import XCTest
 
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
-
 /// What a new user types first, on the built binary and the bundled checkpoints: `make run` serves
 /// checkpoints/, and `curl -X POST '127.0.0.1:8080/generate?class=207'` reaches the ImageNet model
 /// and ends in a 64x64 PNG; `rind sample` reads ImageNet ids and names the same way.
 final class BundledModelTests: XCTestCase {
     var scratch: URL!
-    var daemon: Process?
+    var daemon: RindDaemon?
 
     override func setUpWithError() throws {
         try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: DeployTests.rindBinary.path),
@@ -20,10 +16,7 @@ final class BundledModelTests: XCTestCase {
     }
 
     override func tearDownWithError() throws {
-        if let daemon, daemon.isRunning {
-            daemon.terminate()
-            daemon.waitUntilExit()
-        }
+        daemon?.stop()
         try? FileManager.default.removeItem(at: scratch)
     }
 
@@ -79,8 +72,7 @@ final class BundledModelTests: XCTestCase {
         XCTAssertEqual(try request("GET", base + "/models").json["default_model"] as? String, "cifar10")
         let dog = try request("POST", base + "/generate?class=dog&steps=1")
         XCTAssertEqual(dog.json["model"] as? String, "cifar10", dog.text)
-        daemon?.terminate()
-        daemon?.waitUntilExit()
+        daemon?.stop()
 
         let unknown = try runRind(["serve", "--checkpoints", DeployTests.root.appendingPathComponent("checkpoints").path,
                                    "--port", "0", "--state-dir", scratch.appendingPathComponent("other").path,
@@ -111,76 +103,18 @@ final class BundledModelTests: XCTestCase {
 
     // MARK: Helpers
 
-    /// `rind serve` on the repository's checkpoints and a free loopback port; returns the base URL
-    /// once /readyz answers 200.
+    /// `rind serve` on the repository's checkpoints; returns the base URL once /readyz answers 200.
     func startDaemon(_ extra: [String] = []) throws -> String {
-        let process = Process()
-        process.executableURL = DeployTests.rindBinary
-        process.arguments = ["serve", "--checkpoints", DeployTests.root.appendingPathComponent("checkpoints").path,
-                             "--port", "0", "--state-dir", scratch.appendingPathComponent("state").path,
-                             "--workers", "1", "--threads", "1"] + extra
-        process.currentDirectoryURL = scratch
-        let log = Pipe()
-        process.standardError = log
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        daemon = process
-        // "listening on http://127.0.0.1:PORT" is logged before the models load.
-        var seen = ""
-        var base: String?
-        while base == nil {
-            let complete = seen.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
-            if let line = complete.first(where: { $0.contains("listening on http://") }),
-               let url = line.range(of: #"http://[0-9A-Za-z.:\[\]]+"#, options: .regularExpression) {
-                base = String(line[url])
-                break
-            }
-            let chunk = log.fileHandleForReading.availableData
-            guard !chunk.isEmpty else { XCTFail("rind serve exited:\n\(seen)"); throw CocoaError(.fileReadUnknown) }
-            seen += String(decoding: chunk, as: UTF8.self)
-        }
-        let url = base!
-        // Keep draining the log so the daemon never blocks on a full pipe.
-        log.fileHandleForReading.readabilityHandler = { _ = $0.availableData }
-        for _ in 0..<3000 {   // loading takes a moment; bounded, not a timing assertion
-            if let ready = try? request("GET", url + "/readyz"), ready.status == 200 { return url }
-            usleep(50_000)
-        }
-        XCTFail("rind serve never became ready")
-        return url
+        let started = try RindDaemon(
+            arguments: ["--checkpoints", DeployTests.root.appendingPathComponent("checkpoints").path,
+                        "--state-dir", scratch.appendingPathComponent("state").path,
+                        "--workers", "1", "--threads", "1"] + extra,
+            directory: scratch)
+        daemon = started
+        return started.base
     }
 
-    func waitForEnd(_ base: String, _ id: String) throws -> String {
-        for _ in 0..<12000 {
-            let status = try request("GET", base + "/jobs/\(id)").json["status"] as? String ?? ""
-            if ["succeeded", "failed", "canceled"].contains(status) { return status }
-            usleep(20_000)
-        }
-        return "never finished"
-    }
+    func waitForEnd(_ base: String, _ id: String) throws -> String { try HTTP.waitForEnd(base, id) }
 
-    struct Response {
-        let status: Int
-        let body: Data
-        var text: String { String(decoding: body, as: UTF8.self) }
-        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
-    }
-
-    func request(_ method: String, _ url: String) throws -> Response {
-        var request = URLRequest(url: try XCTUnwrap(URL(string: url)))
-        request.httpMethod = method
-        request.timeoutInterval = 600
-        let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var result: Result<Response, any Error> = .failure(URLError(.unknown))
-        URLSession.shared.dataTask(with: request) { data, response, error in
-            if let error {
-                result = .failure(error)
-            } else {
-                result = .success(Response(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data ?? Data()))
-            }
-            done.signal()
-        }.resume()
-        done.wait()
-        return try result.get()
-    }
+    func request(_ method: String, _ url: String) throws -> HTTP.Response { try HTTP.request(method, url) }
 }
