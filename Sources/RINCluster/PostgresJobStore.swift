@@ -266,12 +266,14 @@ public final class PostgresJobStore: SharedJobStore, @unchecked Sendable {
 
     // MARK: Records
 
-    /// The JSON of a record as job.json holds it (LocalJobStore's format): seconds since 1970,
-    /// snake_case keys.
+    /// The JSON of a record: job.json's keys (snake_case), but dates as Foundation's own seconds
+    /// since 2001 (`deferredToDate`), which come back bit for bit; seconds since 1970 (job.json)
+    /// lose the last bit of some dates on the way through the offset, and every box must read the
+    /// record the box that wrote it holds. The `created_at`/`finished_at` columns are for people.
     static func encode(_ record: JobRecord) throws(JobError) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        encoder.dateEncodingStrategy = .secondsSince1970
+        encoder.dateEncodingStrategy = .deferredToDate
         encoder.keyEncodingStrategy = .convertToSnakeCase
         do {
             return String(decoding: try encoder.encode(record), as: UTF8.self)
@@ -282,7 +284,7 @@ public final class PostgresJobStore: SharedJobStore, @unchecked Sendable {
 
     static func decode(_ json: String) throws -> JobRecord {
         let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .secondsSince1970
+        decoder.dateDecodingStrategy = .deferredToDate
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         return try decoder.decode(JobRecord.self, from: Data(json.utf8))
     }

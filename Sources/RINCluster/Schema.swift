@@ -8,9 +8,9 @@
 //
 // Version 1:
 //
-//   rind_jobs           one row per job. `record` is the whole JobRecord (jsonb, the JSON of
-//                       job.json); the columns are what queries select on or change in SQL:
-//                       status, model, created_at, finished_at, idempotency_key (UNIQUE across the
+//   rind_jobs           one row per job. `record` is the whole JobRecord (jsonb: job.json's
+//                       keys, dates in seconds since 2001, PostgresJobStore.encode); the
+//                       columns are what queries select on or change in SQL: status, model, created_at, finished_at, idempotency_key (UNIQUE across the
 //                       cluster), cancel_requested, owner + lease_until (the box holding a running
 //                       job, and until when), attempts, revision. `seq` orders the queue (first
 //                       come, first served, whatever the boxes' clocks say). On reads, `revision`

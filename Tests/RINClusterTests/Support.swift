@@ -79,6 +79,8 @@ final class ThrowawayPostgres: @unchecked Sendable {
     }
 }
 
+let testLogger = Logger(label: "rind.cluster.test")
+
 struct Failure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
@@ -202,11 +204,16 @@ final class EventRecorder: @unchecked Sendable {
 
     /// Waits up to `timeout` for an event that `matches`; true when one came.
     func wait(for timeout: TimeInterval = 10, _ matches: (SharedStoreEvent) -> Bool) -> Bool {
+        waitUntil(timeout) { $0.contains(where: matches) }
+    }
+
+    /// Waits up to `timeout` until the events heard so far satisfy `condition`.
+    func waitUntil(_ timeout: TimeInterval = 10, _ satisfied: ([SharedStoreEvent]) -> Bool) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         condition.lock()
         defer { condition.unlock() }
-        while !events.contains(where: matches) {
-            if !condition.wait(until: deadline) { return events.contains(where: matches) }
+        while !satisfied(events) {
+            if !condition.wait(until: deadline) { return satisfied(events) }
         }
         return true
     }
