@@ -10,11 +10,12 @@
 //
 //   rind_jobs           one row per job. `record` is the whole JobRecord (jsonb: job.json's
 //                       keys, dates in seconds since 2001, PostgresJobStore.encode); the
-//                       columns are what queries select on or change in SQL: status, model, created_at, finished_at, idempotency_key (UNIQUE across the
-//                       cluster), cancel_requested, owner + lease_until (the box holding a running
-//                       job, and until when), attempts, revision. `seq` orders the queue (first
-//                       come, first served, whatever the boxes' clocks say). On reads, `revision`
-//                       and `cancel_requested` of the columns win over the record's: SQL advances
+//                       columns are what queries select on or change in SQL: status, model,
+//                       created_at, finished_at, idempotency_key (UNIQUE across the cluster),
+//                       cancel_requested, owner + lease_until (the box holding a running job,
+//                       and until when), attempts, revision. `seq` orders the queue (first come,
+//                       first served, whatever the boxes' clocks say). On reads, `revision` and
+//                       `cancel_requested` of the columns win over the record's: SQL advances
 //                       them without rewriting the record (PostgresJobStore.write).
 //   rind_job_images     final images (bytea) per (job, index); deleted with the job.
 //   rind_job_previews   the latest preview (bytea) per job; deleted with the job.
