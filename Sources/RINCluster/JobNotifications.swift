@@ -92,7 +92,7 @@ final class JobNotifications: @unchecked Sendable {
                 if Task.isCancelled { return }
                 if !lostBefore {
                     logger.warning("lost the job database's notifications; reconnecting",
-                                   metadata: ["error": "\(error)"])
+                                   metadata: ["error": "\((error as? PSQLError)?.summary ?? "\(error)")"])
                 }
             }
             lostBefore = true
