@@ -17,18 +17,22 @@ final class JobNotifications: @unchecked Sendable {
     let metrics: StoreMetrics
     let logger: Logger
     let handler: @Sendable (SharedStoreEvent) -> Void
+    /// Told when the connection is lost: the store shortens its calls' wait until one gets through.
+    let onLoss: @Sendable () -> Void
     private let delivery = DispatchQueue(label: "rind.cluster.notifications")
     private let lock = NSLock()
     private var task: Task<Void, Never>?
 
     init(configuration: PostgresConnection.Configuration, channel: String, queuedPayload: String,
-         metrics: StoreMetrics, logger: Logger, handler: @escaping @Sendable (SharedStoreEvent) -> Void) {
+         metrics: StoreMetrics, logger: Logger, onLoss: @escaping @Sendable () -> Void,
+         handler: @escaping @Sendable (SharedStoreEvent) -> Void) {
         self.configuration = configuration
         self.channel = channel
         self.queuedPayload = queuedPayload
         self.metrics = metrics
         self.logger = logger
         self.handler = handler
+        self.onLoss = onLoss
     }
 
     func start() {
@@ -91,6 +95,7 @@ final class JobNotifications: @unchecked Sendable {
             } catch {
                 if Task.isCancelled { return }
                 if !lostBefore {
+                    onLoss()
                     logger.warning("lost the job database's notifications; reconnecting",
                                    metadata: ["error": "\((error as? PSQLError)?.summary ?? "\(error)")"])
                 }

@@ -76,7 +76,8 @@ public final class PostgresJobStore: SharedJobStore, @unchecked Sendable {
     private let lock = NSLock()
     private var runTask: Task<Void, Never>?
     private var notifications: JobNotifications?
-    /// Set when a call found the database unreachable, cleared by the next call that got through.
+    /// Set when a call (or the listener) found the database unreachable, cleared by the next call
+    /// that got through.
     private var seemsDown = false
 
     /// Sets up the pool (it connects on first use); `prepare()` checks the database.
@@ -171,7 +172,8 @@ public final class PostgresJobStore: SharedJobStore, @unchecked Sendable {
         }
         let listener = JobNotifications(configuration: configuration, channel: Self.channel,
                                         queuedPayload: Self.queuedPayload, metrics: metrics,
-                                        logger: logger, handler: handler)
+                                        logger: logger, onLoss: { [weak self] in self?.markDown() },
+                                        handler: handler)
         let previous = lock.withLock { () -> JobNotifications? in
             let previous = notifications
             notifications = listener
@@ -237,6 +239,11 @@ public final class PostgresJobStore: SharedJobStore, @unchecked Sendable {
             }
             throw mapped
         }
+    }
+
+    /// The database seems unreachable: calls wait `callTimeoutWhileDown` until one gets through.
+    func markDown() {
+        lock.withLock { seemsDown = true }
     }
 
     /// `call` inside one transaction: committed when `operation` returns, rolled back when it

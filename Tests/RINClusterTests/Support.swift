@@ -42,7 +42,9 @@ final class ThrowawayPostgres: @unchecked Sendable {
             let log = (try? String(contentsOf: directory.appendingPathComponent("server.log"), encoding: .utf8)) ?? ""
             throw Failure("\(error)\nserver.log:\n\(log.suffix(2000))")
         }
-        return try DatabaseURL(parsing: url.trimmingCharacters(in: .whitespacesAndNewlines) + "?sslmode=disable")
+        // sslmode left at its default, prefer: the throwaway server has no TLS, so this also
+        // checks the fallback to plain TCP that a server without certificates gets.
+        return try DatabaseURL(parsing: url.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     func stop() throws { _ = try Self.run(["stop", directory.path]) }
