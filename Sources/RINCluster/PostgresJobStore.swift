@@ -44,6 +44,8 @@ public final class PostgresJobStore: SharedJobStore, @unchecked Sendable {
         /// A call gives up after this while the last call found the database unreachable, so a
         /// box answers its 503s quickly during an outage.
         public var callTimeoutWhileDown: Duration = .seconds(1)
+        /// `ping()` (readiness) gives up after this.
+        public var pingTimeout: Duration = .seconds(2)
         /// `prepare()` (migrations wait for other boxes' migrations) gives up after this.
         public var prepareTimeout: Duration = .seconds(120)
         /// Connections of the pool at most (LISTEN's is one more).
@@ -85,7 +87,8 @@ public final class PostgresJobStore: SharedJobStore, @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         databaseName = configuration.url.description
-        owner = "\(configuration.box)-\(String(UInt32.random(in: .min ... .max), radix: 16))"
+        let suffix = String(UInt32.random(in: .min ... .max), radix: 16)
+        owner = "\(configuration.box)-\(String(repeating: "0", count: 8 - suffix.count))\(suffix)"
         var clientConfiguration = PostgresClient.Configuration(
             host: configuration.url.host, port: configuration.url.port, username: configuration.url.user,
             password: configuration.password, database: configuration.url.database,
@@ -183,10 +186,11 @@ public final class PostgresJobStore: SharedJobStore, @unchecked Sendable {
         listener.start()
     }
 
-    /// Whether the database answers `SELECT 1` within the (short) call limit.
+    /// Whether the database answers `SELECT 1` within `Configuration.pingTimeout` (or the
+    /// shorter limit while it is known to be down).
     public func ping() -> Bool {
         do {
-            try call { connection in
+            try call(timeout: configuration.pingTimeout) { connection in
                 try await connection.query("SELECT 1", logger: self.logger)
             }
             return true
@@ -216,11 +220,12 @@ public final class PostgresJobStore: SharedJobStore, @unchecked Sendable {
     /// mapping failures to `JobError` (DatabaseErrors.swift).
     @discardableResult
     func call<Value: Sendable>(
+        timeout limit: Duration? = nil,
         _ operation: @escaping @Sendable (PostgresConnection) async throws -> Value
     ) throws(JobError) -> Value {
         let down = lock.withLock { seemsDown }
-        let timeout = down ? min(configuration.callTimeout, configuration.callTimeoutWhileDown)
-            : configuration.callTimeout
+        let normal = limit ?? configuration.callTimeout
+        let timeout = down ? min(normal, configuration.callTimeoutWhileDown) : normal
         let client = client
         do {
             let value = try blockingCall(timeout: timeout) {

@@ -153,6 +153,21 @@ final class QueueTests: PostgresTestCase, @unchecked Sendable {
         XCTAssertEqual(try a.fetch(cifar.id).status, .queued)
     }
 
+    func testOwnersAreUniquePerStart() throws {
+        let first = try makeStore(box: "render-1")
+        let second = try makeStore(box: "render-1")
+        for owner in [first.owner, second.owner] {
+            XCTAssertTrue(owner.hasPrefix("render-1-"), owner)
+            XCTAssertEqual(owner.count, "render-1-".count + 8, owner)
+        }
+        XCTAssertNotEqual(first.owner, second.owner, "two starts of one box are two holders")
+        let job = try first.submit(queuedRecord(), maxQueued: 10).record
+        XCTAssertEqual(try first.claim(models: ["cifar10"], limit: 1, lease: .seconds(60)).count, 1)
+        var run = try first.fetch(job.id)
+        run.revision += 1
+        XCTAssertThrowsJobError(.leaseLost(job.id)) { () throws(JobError) in try second.write(run) }
+    }
+
     func testCancelQueuedRunningAndFinished() throws {
         let a = try makeStore(box: "a")
         let b = try makeStore(box: "b")
