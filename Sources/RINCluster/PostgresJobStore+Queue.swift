@@ -153,19 +153,21 @@ extension PostgresJobStore {
         }
     }
 
-    /// Puts a job this box holds back in the queue at its old place (its `seq`), progress and
-    /// preview reset. Throws `leaseLost` when another box holds it, `gone`/`notFound` when it was
-    /// deleted.
+    /// Puts a job this box holds (running) back in the queue at its old place (its `seq`),
+    /// progress and preview reset. Throws `leaseLost` when another box holds it or it finished,
+    /// `gone`/`notFound` when it was deleted.
     public func release(_ id: JobID) throws(JobError) {
         let logger = logger
         let owner = owner
         try transaction { connection in
             let rows = try await connection.query("""
-                SELECT owner, \(unescaped: Self.recordColumns) FROM rind_jobs WHERE id = \(id.rawValue) FOR UPDATE
+                SELECT owner, status, \(unescaped: Self.recordColumns) FROM rind_jobs
+                WHERE id = \(id.rawValue) FOR UPDATE
                 """, logger: logger).collect()
             guard let row = rows.first else { throw try await Self.missing(id, on: connection, logger: logger) }
-            let (holder, json, revision, cancelRequested) = try row.decode((String?, String, Int, Bool).self)
-            guard holder == owner else { throw JobError.leaseLost(id) }
+            let (holder, status, json, revision, cancelRequested) = try row.decode((String?, String, String, Int, Bool).self)
+            // A finished job is held by nobody: its end stands.
+            guard holder == owner, status == JobStatus.running.rawValue else { throw JobError.leaseLost(id) }
             var record = try Self.decode(json)
             record.revision = revision + 1
             record.cancelRequested = cancelRequested

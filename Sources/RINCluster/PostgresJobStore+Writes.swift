@@ -58,12 +58,13 @@ extension PostgresJobStore {
         }
     }
 
-    /// Stores the latest preview of a job this box holds, and announces it. Every write is
-    /// committed (`durable` changes nothing here).
+    /// Stores the latest preview of a job this box holds, and announces it. `durable: false`
+    /// (intermediate previews, about one per step) commits without waiting for the WAL flush
+    /// (`synchronous_commit = off`): a database crash may lose the last few, never corrupt them.
     public func writePreview(_ data: Data, of id: JobID, durable: Bool) throws(JobError) {
         let logger = logger
         let owner = owner
-        try call { connection in
+        let store: @Sendable (PostgresConnection) async throws -> Void = { connection in
             let rows = try await connection.query("""
                 WITH holder AS (
                     SELECT id FROM rind_jobs WHERE id = \(id.rawValue) AND owner = \(owner) FOR SHARE
@@ -76,6 +77,14 @@ extension PostgresJobStore {
                 SELECT job_id, pg_notify(\(Self.channel), job_id) FROM stored
                 """, logger: logger).collect()
             if rows.isEmpty { throw try await Self.fenceFailure(id, on: connection, logger: logger) }
+        }
+        if durable {
+            try call(store)
+        } else {
+            try transaction { connection in
+                try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
+                try await store(connection)
+            }
         }
     }
 

@@ -63,6 +63,8 @@ final class RetentionTests: PostgresTestCase, @unchecked Sendable {
         let job = try a.submit(queuedRecord(), maxQueued: 10).record
         _ = try finish(job, on: a, finishedAt: Date(), images: 2)
         try a.writePreview(Data([1, 2]), of: job.id, durable: true)
+        XCTAssertThrowsJobError(.leaseLost(job.id)) { () throws(JobError) in try a.release(job.id) }
+        XCTAssertEqual(try b.fetch(job.id).status, .succeeded, "a finished job is not requeued")
         try b.delete(job.id)
         for store in [a, b] {
             XCTAssertThrowsJobError(.gone(job.id)) { () throws(JobError) in try store.fetch(job.id) }
