@@ -229,8 +229,11 @@ extension JobService {
             return
         }
         // Cluster mode: the store keeps it `running`, held by this box (the keeper renews it),
-        // until it runs again here; nothing to write.
-        if cluster != nil { return }
+        // until it runs again here; its progress written meanwhile is not worth writing now.
+        if cluster != nil {
+            registry.lock.withLock { _ = registry.unsaved.remove(entry.id) }
+            return
+        }
         persistLogging(entry)
     }
 
