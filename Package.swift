@@ -6,6 +6,8 @@
 //   -> RINTensor (kernels on OpenBLAS, or oneDNN where installed) -> RINModel (checkpoint + RIN forward pass)
 //   -> RINDiffusion (schedules, noise, samplers) -> RINJobs (queue, workers, durable store)
 //   -> RINServer (HTTP on libmicrohttpd) -> rind (the executable, which only wires)
+// RINCluster (the PostgreSQL job store, on postgres-nio) sits on RINJobs and implements its
+// SharedJobStore; only the executable may import it.
 // RINImage (PNG on libpng) sits beside the stack and is used by the server and the CLI.
 import PackageDescription
 
@@ -20,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // C libraries
@@ -47,6 +50,13 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
         ]),
+        // The job store shared by several boxes (issue 13): PostgreSQL through postgres-nio.
+        .target(name: "RINCluster", dependencies: [
+            "RINJobs",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ]),
         .target(name: "RINServer", dependencies: [
             "CMicroHTTPD", "RINJobs", "RINImage", "RINModel", "RINDiffusion",
             .product(name: "Logging", package: "swift-log"),
@@ -67,6 +77,11 @@ let package = Package(
         .testTarget(name: "RINDiffusionTests", dependencies: ["RINDiffusion", "RINModel", "RINTensor", "CAllocationCounter"]),
         .testTarget(name: "RINImageTests", dependencies: ["RINImage"]),
         .testTarget(name: "RINJobsTests", dependencies: ["RINJobs", "RINDiffusion", "RINModel"]),
+        .testTarget(name: "RINClusterTests", dependencies: [
+            "RINCluster", "RINJobs", "RINDiffusion",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "RINServerTests", dependencies: ["RINServer", "RINJobs", "RINImage"]),
         .testTarget(name: "DeployTests"),
     ]

@@ -9,6 +9,9 @@
 #   pg-throwaway.sh kill DIR      immediate shutdown, as if the server crashed (recovery on start)
 #   pg-throwaway.sh restart DIR   stop, then start on the same port
 #   pg-throwaway.sh url DIR       the URL again
+#   pg-throwaway.sh createdb DIR NAME
+#                                 a fresh database NAME ([a-z0-9_]) owned by `rind`, on the same
+#                                 server (tests take one each); prints its URL
 #   pg-throwaway.sh destroy DIR   stop if running and remove DIR
 #
 # Role `rind` (password authentication over TCP, scram-sha-256) owns database `rind`. As root the
@@ -75,12 +78,22 @@ stop() {
     as_owner "$bindir/pg_ctl" -D "$dir/data" -m "$1" -w -t 60 stop >/dev/null
 }
 
+createdb() {
+    local name=${1:?usage: pg-throwaway.sh createdb DIR NAME}
+    [[ "$name" =~ ^[a-z0-9_]+$ ]] || { echo "pg-throwaway: database names are [a-z0-9_]+, not '$name'" >&2; exit 2; }
+    dir=$(cd "$dir" && pwd)
+    as_owner "$bindir/psql" -q -h "$dir" -p "$(cat "$dir/port")" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+        -c "CREATE DATABASE $name OWNER rind" >/dev/null
+    echo "postgres://rind@127.0.0.1:$(cat "$dir/port")/$name"
+}
+
 case "$command" in
     start) start ;;
     stop) stop fast ;;
     kill) stop immediate ;;
     restart) stop fast; start ;;
     url) url ;;
+    createdb) createdb "${3:-}" ;;
     destroy) stop immediate || true; rm -rf "$dir" ;;
     *) echo "pg-throwaway: unknown command $command" >&2; exit 2 ;;
 esac
