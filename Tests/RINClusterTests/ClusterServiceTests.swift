@@ -1,6 +1,6 @@
 // Cluster mode of the job service (issue 13): two or three `JobService` "boxes" in this process on
-// one real throwaway PostgreSQL server (scripts/pg-throwaway.sh), each with its own
-// `PostgresJobStore`, running the tiny fixture checkpoint. Jobs are held at a known step by each
+// one real throwaway PostgreSQL server (`PostgresTestCase`: a fresh database per test), each with
+// its own `PostgresJobStore`, running the tiny fixture checkpoint. Jobs are held at a known step by each
 // box's own step gate (`Configuration.beforeStep`), never by timing; leases are short (2 s) so
 // that a frozen box's jobs are reclaimed quickly, and every wait has a generous deadline.
 import Foundation
@@ -11,12 +11,11 @@ import RINJobs
 import RINModel
 import XCTest
 
-final class ClusterServiceTests: XCTestCase {
+final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
     /// A job submitted on one box runs on some box; every box answers for it (record, list,
     /// images, preview) with the images of a local-mode run of the same seed.
     func testAJobRunsOnSomeBoxAndEveryBoxAnswersWithTheLocalImages() throws {
-        let database = try ServiceDatabase(self)
-        let boxes = try (0..<3).map { try makeBox(database, name: "box\($0)") }
+        let boxes = try (0..<3).map { try makeBox(name: "box\($0)") }
         let submitted = try boxes[0].service.submit(JobRequest(classIndex: 1, seed: 4242, count: 2, previewEvery: 1))
         XCTAssertFalse(submitted.replayed)
         XCTAssertEqual(submitted.job.status, .queued)
@@ -58,8 +57,7 @@ final class ClusterServiceTests: XCTestCase {
     /// A cancel on a box that does not run the job reaches the box that does: the run stops
     /// after its step, `canceled` everywhere.
     func testCancelFromAnotherBoxStopsTheRun() throws {
-        let database = try ServiceDatabase(self)
-        let boxes = try (0..<2).map { try makeBox(database, name: "box\($0)", holdAt: 1) }
+        let boxes = try (0..<2).map { try makeBox(name: "box\($0)", holdAt: 1) }
         let id = try boxes[0].service.submit(JobRequest(seed: 7)).job.id
         let (runner, other) = try heldBy(boxes, id)
         XCTAssertEqual(try other.service.job(id).status, .running)
@@ -82,8 +80,7 @@ final class ClusterServiceTests: XCTestCase {
 
     /// A delete on a box that does not run the job: gone everywhere, and the runner drops it.
     func testDeleteFromAnotherBoxDropsTheRun() throws {
-        let database = try ServiceDatabase(self)
-        let boxes = try (0..<2).map { try makeBox(database, name: "box\($0)", holdAt: 1) }
+        let boxes = try (0..<2).map { try makeBox(name: "box\($0)", holdAt: 1) }
         let id = try boxes[1].service.submit(JobRequest(seed: 8, previewEvery: 1)).job.id
         let (runner, other) = try heldBy(boxes, id)
         let watching = try other.service.subscribe(id)
@@ -91,8 +88,11 @@ final class ClusterServiceTests: XCTestCase {
 
         try other.service.delete(id)
         try other.service.delete(id)   // idempotent
-        for box in boxes { assertJobError(.gone(id)) { _ = try box.service.job(id) } }
+        assertJobError(.gone(id)) { _ = try other.service.job(id) }
         XCTAssertEqual(try lastEvent(watching)?.kind, .canceled, "a watcher on another box hears the end")
+        // The runner hears of it (notification, then its lease renewal) while its step is held.
+        try waitUntil("the runner drops the job") { (try? runner.service.job(id)) == nil }
+        assertJobError(.gone(id)) { _ = try runner.service.job(id) }
         runner.gate.open()
         try waitUntil("the runner's slot is free") { runner.service.runningCount == 0 }
         for box in boxes { assertJobError(.gone(id)) { _ = try box.service.job(id) } }
@@ -102,8 +102,7 @@ final class ClusterServiceTests: XCTestCase {
     /// `subscribe` on a box that does not run the job: the snapshot, progress fed by the
     /// database's notifications, previews, and the end with the final images.
     func testSubscribeOnAnotherBoxSeesProgressAndTheEnd() throws {
-        let database = try ServiceDatabase(self)
-        let boxes = try (0..<2).map { try makeBox(database, name: "box\($0)", holdAt: 1) }
+        let boxes = try (0..<2).map { try makeBox(name: "box\($0)", holdAt: 1) }
         let id = try boxes[0].service.submit(JobRequest(seed: 99, count: 1, previewEvery: 2)).job.id
         let (runner, other) = try heldBy(boxes, id)
         let subscription = try other.service.subscribe(id)
@@ -135,8 +134,7 @@ final class ClusterServiceTests: XCTestCase {
     /// The queue bound is the cluster's: with every slot busy, `maxQueue` queued jobs over all
     /// boxes, and the next submit on any box is 429.
     func testTheQueueBoundIsTheClusters() throws {
-        let database = try ServiceDatabase(self)
-        let boxes = try (0..<2).map { try makeBox(database, name: "box\($0)", maxQueue: 2, holdAt: 0) }
+        let boxes = try (0..<2).map { try makeBox(name: "box\($0)", maxQueue: 2, holdAt: 0) }
         let first = try boxes[0].service.submit(JobRequest(seed: 1)).job.id
         let second = try boxes[1].service.submit(JobRequest(seed: 2)).job.id
         try waitUntil("both boxes run one job") { boxes.allSatisfy { $0.gate.held != nil } }
@@ -159,8 +157,7 @@ final class ClusterServiceTests: XCTestCase {
     /// An idempotency key is the cluster's: the same request on another box replays the job, a
     /// different one is a conflict.
     func testIdempotentSubmitAcrossBoxes() throws {
-        let database = try ServiceDatabase(self)
-        let boxes = try (0..<2).map { try makeBox(database, name: "box\($0)") }
+        let boxes = try (0..<2).map { try makeBox(name: "box\($0)") }
         let request = JobRequest(classIndex: 2, seed: 31, count: 1)
         let first = try boxes[0].service.submit(request, idempotencyKey: "order-17")
         XCTAssertFalse(first.replayed)
@@ -181,13 +178,12 @@ final class ClusterServiceTests: XCTestCase {
     /// expired another box claims the job and runs it again from its seed, with the same images;
     /// when the frozen box wakes, its writes are refused and it drops the run.
     func testAnotherBoxReclaimsAfterTheLeaseAndMakesTheSameImages() throws {
-        let database = try ServiceDatabase(self)
         let renewing = Flag(true)
-        let frozen = try makeBox(database, name: "frozen", holdAt: 2, renewLeases: { renewing.value })
+        let frozen = try makeBox(name: "frozen", holdAt: 2, renewLeases: { renewing.value })
         let id = try frozen.service.submit(JobRequest(classIndex: 0, seed: 555, count: 2)).job.id
         XCTAssertEqual(frozen.gate.waitHeld(), id)
         renewing.value = false
-        let rescuer = try makeBox(database, name: "rescuer")
+        let rescuer = try makeBox(name: "rescuer")
         let end = try waitForEnd(rescuer.service, id)
         XCTAssertEqual(end.kind, .succeeded)
         let job = try rescuer.service.job(id)
@@ -210,15 +206,14 @@ final class ClusterServiceTests: XCTestCase {
     /// (503) meanwhile, readiness says so, and no job is lost: the running one and a queued one
     /// finish once it is back, with the images of their seeds.
     func testDatabaseRestartMidRunLosesNoJob() throws {
-        let database = try ServiceDatabase(self)
-        let box = try makeBox(database, name: "box", holdAt: 2)
+        let box = try makeBox(name: "box", holdAt: 2)
         let running = try box.service.submit(JobRequest(seed: 11, count: 1)).job.id
         XCTAssertEqual(box.gate.waitHeld(), running)
         // Another box, which may take the job over if the outage outlasts the lease.
-        let observer = try makeBox(database, name: "observer")
+        let observer = try makeBox(name: "observer")
         XCTAssertTrue(box.service.storageWritable())
 
-        try database.stop()
+        try server.stop()
         XCTAssertThrowsError(try box.service.submit(JobRequest(seed: 12))) { error in
             guard case .databaseUnavailable = error as? JobError else { return XCTFail("\(error)") }
         }
@@ -233,7 +228,7 @@ final class ClusterServiceTests: XCTestCase {
         box.gate.open()
         try waitUntil("the run waits for the database") { !box.service.storageWritable() && box.service.runningCount == 0 }
 
-        try database.start()
+        try server.start()
         try waitUntil("readiness is back") { box.service.storageWritable() }
         let end = try waitForEnd(box.service, running)
         XCTAssertEqual(end.kind, .succeeded)
@@ -257,12 +252,9 @@ final class ClusterServiceTests: XCTestCase {
     }
 
     /// A box: its own store (own pool, own LISTEN connection) and service on the database.
-    private func makeBox(_ database: ServiceDatabase, name: String, workers: Int = 1, maxQueue: Int = 16,
+    private func makeBox(name: String, workers: Int = 1, maxQueue: Int = 16,
                          holdAt: Int? = nil, renewLeases: (@Sendable () -> Bool)? = nil) throws -> Box {
-        var storeConfiguration = PostgresJobStore.Configuration(
-            url: try DatabaseURL(parsing: database.url), password: database.password, box: name)
-        storeConfiguration.callTimeout = .seconds(3)
-        let store = PostgresJobStore(configuration: storeConfiguration, logger: Logger(label: "test.store.\(name)"))
+        let store = try makeStore(box: name, prepare: false)
         let gate = StepGate(holdAt: holdAt)
         var configuration = JobService.Configuration(
             stateDirectory: URL(fileURLWithPath: "/nonexistent/cluster-mode-needs-no-state-dir"),
@@ -272,8 +264,7 @@ final class ClusterServiceTests: XCTestCase {
         configuration.cluster = JobService.Cluster(store: store, lease: .seconds(2), renewLeases: renewLeases)
         let service = try JobService(configuration: configuration, models: [ServiceFixtures.tiny],
                                      encoder: ServiceEncoder(), logger: Logger(label: "test.jobs.\(name)"))
-        // Last registered runs first: open the gate, drain, then close the store.
-        addTeardownBlock { store.shutdown() }
+        // Last registered runs first: open the gate, then drain (`tearDown` closes the store).
         addTeardownBlock { service.drain(deadline: .zero) }
         addTeardownBlock { gate.open() }
         return Box(name: name, service: service, store: store, gate: gate)
@@ -328,43 +319,6 @@ final class ClusterServiceTests: XCTestCase {
 }
 
 // MARK: - Support (private to this file: the store tests have their own)
-
-/// A throwaway PostgreSQL server for one test (scripts/pg-throwaway.sh), destroyed at its end.
-private final class ServiceDatabase {
-    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("scripts/pg-throwaway.sh").path
-    let directory: String
-    let url: String
-    let password: String
-
-    init(_ test: XCTestCase) throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("rind-cluster-svc-\(UUID().uuidString)").path
-        url = try Self.run("start", directory)
-        password = try String(contentsOfFile: directory + "/password", encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-        let directory = directory
-        test.addTeardownBlock { _ = try? Self.run("destroy", directory) }
-    }
-
-    func stop() throws { _ = try Self.run("stop", directory) }
-    func start() throws { _ = try Self.run("start", directory) }
-
-    @discardableResult
-    static func run(_ command: String, _ directory: String) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [script, command, directory]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw JobError.storage(path: directory, message: "pg-throwaway.sh \(command) exited \(process.terminationStatus)")
-        }
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-}
 
 private enum ServiceFixtures {
     static let tiny: RINCheckpoint = {
