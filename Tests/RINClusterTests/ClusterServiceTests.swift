@@ -202,6 +202,32 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
         XCTAssertEqual(try (0..<2).map { try frozen.service.image(id, index: $0).data }, images)
     }
 
+    /// A drain past its deadline gives the running job back to the cluster's queue: another box
+    /// runs it again from its seed, with the same images.
+    func testDrainGivesRunningJobsBackToTheCluster() throws {
+        let leaving = try makeBox(name: "leaving", holdAt: 1)
+        let id = try leaving.service.submit(JobRequest(seed: 77, count: 1)).job.id
+        XCTAssertEqual(leaving.gate.waitHeld(), id)
+        let staying = try makeBox(name: "staying")
+        let drained = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            leaving.service.drain(deadline: .zero)
+            drained.signal()
+        }
+        try waitUntil("the drain began") { leaving.service.isDraining }
+        leaving.gate.open()
+        XCTAssertEqual(drained.wait(timeout: .now() + 60), .success)
+        XCTAssertEqual(leaving.service.runningCount, 0)
+        let end = try waitForEnd(staying.service, id)
+        XCTAssertEqual(end.kind, .succeeded)
+        let job = try staying.service.job(id)
+        XCTAssertEqual(job.attempts, 2, "run again by the box that stayed")
+        XCTAssertEqual(try staying.service.image(id).data, try directImages(job.parameters)[0])
+        // The drained box still answers, from the database.
+        XCTAssertEqual(try leaving.service.job(id).status, .succeeded)
+        assertJobError(.shuttingDown) { _ = try leaving.service.submit(JobRequest(seed: 78)) }
+    }
+
     /// The database restarted while a job runs: calls that need it answer `databaseUnavailable`
     /// (503) meanwhile, readiness says so, and no job is lost: the running one and a queued one
     /// finish once it is back, with the images of their seeds.
