@@ -55,8 +55,10 @@ final class ClusterClaimer: @unchecked Sendable {
         while !stopped && registry.accepting {
             let free = service.configuration.workers - registry.running - registry.queue.count
             freeAfterClaim = min(freeAfterClaim, max(0, free))
-            guard free > 0, !registry.storageBlocked, wanted || free > freeAfterClaim || Date() >= nextTimed else {
-                _ = lock.wait(until: free > 0 ? nextTimed : Date(timeIntervalSinceNow: period))
+            // Nothing is claimed while results cannot be stored (the schedulers wait too).
+            let canClaim = free > 0 && !registry.storageBlocked
+            guard canClaim, wanted || free > freeAfterClaim || Date() >= nextTimed else {
+                _ = lock.wait(until: canClaim ? nextTimed : Date(timeIntervalSinceNow: min(period, 1)))
                 continue
             }
             wanted = false
