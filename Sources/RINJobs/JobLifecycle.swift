@@ -143,7 +143,8 @@ extension JobService {
             }
             // Not a failure of the job: it runs again (same seed, same images) once the state
             // directory takes writes, and meanwhile it is queued, as its record on disk says.
-            logger.error("cannot store the images of a job; it waits for the state directory and runs again",
+            logger.error(cluster == nil ? "cannot store the images of a job; it waits for the state directory and runs again"
+                                        : "cannot store the images of a job; it waits for the job database and runs again",
                          metadata: ["job": "\(id)", "error": "\(error)"])
             requeueForStorage(entry)
             return
