@@ -65,7 +65,7 @@ let package = Package(
         ], resources: [.copy("openapi.yaml"), .copy("Web")]),
 
         .executableTarget(name: "rind", dependencies: [
-            "RINServer", "RINJobs", "RINDiffusion", "RINModel", "RINImage", "RINTensor",
+            "RINServer", "RINJobs", "RINCluster", "RINDiffusion", "RINModel", "RINImage", "RINTensor",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(name: "RINImageTests", dependencies: ["RINImage"]),
         .testTarget(name: "RINJobsTests", dependencies: ["RINJobs", "RINDiffusion", "RINModel"]),
         .testTarget(name: "RINClusterTests", dependencies: [
-            "RINCluster", "RINJobs", "RINDiffusion",
+            "RINCluster", "RINJobs", "RINDiffusion", "RINModel",
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -183,6 +183,21 @@ public struct JobSnapshot: Sendable, Equatable {
     public let request: JobRequest
 }
 
+extension JobSnapshot {
+    /// The snapshot of a record; `queuePosition` only means something while it is queued.
+    init(record: JobRecord, queuePosition: Int?) {
+        self.init(
+            id: record.id, model: record.model, parameters: record.parameters,
+            previewEvery: record.previewEvery, status: record.status,
+            queuePosition: record.status == .queued ? queuePosition : nil,
+            progress: record.progress, createdAt: record.createdAt, startedAt: record.startedAt,
+            finishedAt: record.finishedAt, error: record.error, revision: record.revision,
+            idempotencyKey: record.idempotencyKey, cancelRequested: record.cancelRequested,
+            previewStep: record.previewStep, imageCount: record.imageCount,
+            attempts: record.attempts, request: record.request)
+    }
+}
+
 /// What `JobService.submit` returns.
 public struct JobSubmission: Sendable, Equatable {
     public let job: JobSnapshot

@@ -26,6 +26,11 @@ extension JobService {
             try persist(entry)
             registry.lock.withLock { _ = registry.unsaved.remove(entry.id) }
         } catch {
+            // Cluster mode: another box holds the job now (or it was deleted): drop the run.
+            if cluster != nil && Self.isLost(error) {
+                dropRun(entry, reason: "a write was refused: \(error)", finishedToo: true)
+                return
+            }
             logger.error("cannot persist a job record", metadata: ["job": "\(entry.id)", "error": "\(error)"])
             registry.lock.withLock {
                 registry.unsaved.insert(entry.id)
@@ -75,6 +80,8 @@ extension JobService {
             entry.record.revision += 1
             registry.emit(entry, kind: .progress)
         }
+        // Cluster mode: other boxes read progress from the store (and hear of it).
+        if cluster != nil { persistLogging(entry) }
     }
 
     /// Encodes the images as one preview, stores it, keeps it in memory, tells the subscribers. A
@@ -97,8 +104,16 @@ extension JobService {
                 if emit { registry.emit(entry, kind: .preview) }
             }
         } catch {
+            if cluster != nil && Self.isLost(error) {
+                dropRun(entry, reason: "a preview write was refused: \(error)")
+                return
+            }
             logger.warning("preview failed", metadata: ["job": "\(id)", "error": "\(error)"])
+            return
         }
+        // Cluster mode: the record says which step the stored preview shows (the final one is
+        // written with the result).
+        if cluster != nil && emit { persistLogging(entry) }
     }
 
     /// The run is done: encode and store its images, then `succeeded`. Images that cannot be
@@ -122,9 +137,14 @@ extension JobService {
                 }
             }
         } catch {
+            if cluster != nil && Self.isLost(error) {
+                dropRun(entry, reason: "an image write was refused: \(error)")
+                return
+            }
             // Not a failure of the job: it runs again (same seed, same images) once the state
             // directory takes writes, and meanwhile it is queued, as its record on disk says.
-            logger.error("cannot store the images of a job; it waits for the state directory and runs again",
+            logger.error(cluster == nil ? "cannot store the images of a job; it waits for the state directory and runs again"
+                                        : "cannot store the images of a job; it waits for the job database and runs again",
                          metadata: ["job": "\(id)", "error": "\(error)"])
             requeueForStorage(entry)
             return
@@ -150,6 +170,8 @@ extension JobService {
         }
         guard proceed else { return }
         persistLogging(entry)
+        // Cluster mode: a refused write dropped it (another box holds it): no end here.
+        if cluster != nil && registry.lock.withLock({ entry.deleted }) { return }
         // Retention runs before the subscribers hear of the end, so whoever sees it sees the
         // older jobs already expired; the subscribers are taken first, as the sweep may remove
         // this very job (keepJobs 0).
@@ -170,13 +192,20 @@ extension JobService {
         if let event {
             for subscriber in subscribers { subscriber.push(event) }
         }
+        forgetFinished(entry)
     }
 
     // MARK: - Back to the queue
 
     /// Drain deadline passed mid-run: back to queued, on disk, for the next start.
+    /// Cluster mode: back to the cluster's queue (`SharedJobStore.release`), for another box.
     func requeueForDrain(_ entry: JobEntry) {
         registry.lock.withLock { registry.resetToQueued(entry) }
+        if cluster != nil {
+            releaseToStore(entry)
+            registry.lock.withLock { registry.emit(entry, kind: .requeued) }
+            return
+        }
         persistLogging(entry)
         registry.lock.withLock { registry.emit(entry, kind: .requeued) }
         logger.info("running job persisted as queued for the next start", metadata: ["job": "\(entry.id)"])
@@ -200,21 +229,32 @@ extension JobService {
             finish(entry, status: .canceled, error: nil)
             return
         }
+        // Cluster mode: the store keeps it `running`, held by this box (the keeper renews it),
+        // until it runs again here; its progress written meanwhile is not worth writing now.
+        if cluster != nil {
+            registry.lock.withLock { _ = registry.unsaved.remove(entry.id) }
+            return
+        }
         persistLogging(entry)
     }
 
     /// Probes the state directory; when it takes writes again, writes the records that could not
     /// be written. Returns whether the schedulers may go on.
     func retryStorage() -> Bool {
-        guard store.probeWritable() else { return false }
+        guard probeStorage() else { return false }
         let pending = registry.lock.withLock { () -> [JobEntry] in
             let ids = registry.unsaved
             registry.unsaved = []
             registry.lastProbe = nil
             return ids.compactMap { registry.entries[$0] }
         }
-        for entry in pending { persistLogging(entry) }
-        logger.notice("the state directory takes writes again; schedulers resume", metadata: ["rewritten": "\(pending.count)"])
+        for entry in pending {
+            persistLogging(entry)
+            forgetFinished(entry)
+        }
+        logger.notice(cluster == nil ? "the state directory takes writes again; schedulers resume"
+                                     : "the job database takes writes again; schedulers resume",
+                      metadata: ["rewritten": "\(pending.count)"])
         return registry.lock.withLock { registry.unsaved.isEmpty }
     }
 

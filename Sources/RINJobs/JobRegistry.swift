@@ -73,16 +73,7 @@ final class JobRegistry: @unchecked Sendable {
     }
 
     func snapshot(_ entry: JobEntry) -> JobSnapshot {
-        let record = entry.record
-        return JobSnapshot(
-            id: record.id, model: record.model, parameters: record.parameters,
-            previewEvery: record.previewEvery, status: record.status,
-            queuePosition: record.status == .queued ? queue.position(of: record.id) : nil,
-            progress: record.progress, createdAt: record.createdAt, startedAt: record.startedAt,
-            finishedAt: record.finishedAt, error: record.error, revision: record.revision,
-            idempotencyKey: record.idempotencyKey, cancelRequested: record.cancelRequested,
-            previewStep: record.previewStep, imageCount: record.imageCount,
-            attempts: record.attempts, request: record.request)
+        JobSnapshot(record: entry.record, queuePosition: queue.position(of: entry.record.id))
     }
 
     /// Tells the job's subscribers (in-memory buffers; never blocks).

@@ -9,6 +9,8 @@
 //   JobLifecycle.swift   state changes that write: persist, progress, previews, finish, requeue
 //   Retention.swift      delete, expiry (--keep-jobs, --keep-hours), tombstones
 //   Recovery.swift       what a start makes of the state directory
+//   ClusterMode.swift    cluster mode (`Configuration.cluster`): the queue in a shared store
+//                        (PostgreSQL), with ClusterClaimer, LeaseKeeper and RemoteJobs.swift
 //   JobStorage.swift     the storage boundary (records, images, previews, tombstones);
 //                        LocalJobStore.swift implements it on the state directory
 //   JobEvents.swift      per-subscriber event buffers (fan-out that never blocks a scheduler)
@@ -29,12 +31,13 @@
 //                previewEvery:unconditional:), all optional; JobSubmission { job, replayed }
 //   .job(_ id: JobID) throws(JobError) -> JobSnapshot                    notFound / gone
 //   .list(status: JobStatus?, limit: Int, offset: Int) -> JobPage          newest first
+//   .listJobs(status:limit:offset:) throws(JobError) -> JobPage           the same; says databaseUnavailable
 //   .cancel(_ id: JobID) throws(JobError) -> JobSnapshot                  idempotent
 //   .delete(_ id: JobID) throws(JobError)                                 idempotent (410 after)
 //   .preview(_ id: JobID) throws(JobError) -> JobImage                    latest preview bytes
 //   .image(_ id: JobID, index: Int) throws(JobError) -> JobImage          final image bytes
 //   .subscribe(_ id: JobID, capacity: Int?) throws(JobError) -> JobSubscription
-//   .queueDepth, .runningCount, .isAccepting, .isDraining, .storageWritable()
+//   .queueDepth, .runningCount, .isAccepting, .isDraining, .storageWritable(), .usesSharedStore
 //   .isMakingProgress(within: Duration) -> Bool     what the systemd watchdog is fed from
 //   .drain(deadline: Duration)                                            blocks until stopped
 //   .sweepExpired()
@@ -44,7 +47,8 @@
 //   JobSubscription: next(timeout:) -> JobEvent?, async next(), AsyncSequence, cancel()
 //   JobError: unknownModel, invalidParameter, queueFull(retryAfter:), shuttingDown, notFound,
 //             gone, idempotencyConflict, notFinished(retryAfter:), noResult,
-//             imageIndexOutOfRange, noPreview, storage, storageFull
+//             imageIndexOutOfRange, noPreview, storage, storageFull, databaseUnavailable
+//   Configuration.cluster: JobService.Cluster(store:lease:renewLeases:)  cluster mode (issue 13)
 //
 // A full or failing state directory never fails a job: a job whose images cannot be written goes
 // back to the head of the queue (it re-runs from its seed, so the images are the same), the
@@ -112,6 +116,9 @@ public final class JobService: @unchecked Sendable {
         public var beforeRun: (@Sendable (JobID) -> Void)?
         /// Seconds between probe writes while the schedulers wait for a full state directory.
         public var storageRetrySeconds: Double = 1
+        /// Cluster mode: jobs live in this shared store, not in `stateDirectory` (which is then
+        /// not used); see ClusterMode.swift. nil, the default: the state directory, as always.
+        public var cluster: Cluster? = nil
 
         public init(stateDirectory: URL, workers: Int = 1, maxQueue: Int = 64, keepJobs: Int? = 1000,
                     keepHours: Double? = nil, previewEvery: Int = 5, subscriberBuffer: Int = 16,
@@ -137,6 +144,8 @@ public final class JobService: @unchecked Sendable {
     let store: any JobStorage
     let metrics: JobMetrics
     let registry: JobRegistry
+    /// Cluster mode's parts; nil in local mode.
+    let cluster: ClusterRuntime?
     /// Orders tombstone writes.
     let tombstoneWriteLock = NSLock()
 
@@ -154,11 +163,17 @@ public final class JobService: @unchecked Sendable {
         modelsByName = byName
         self.encoder = encoder
         self.logger = logger
-        store = LocalJobStore(root: configuration.stateDirectory, fileExtension: encoder.fileExtension)
+        store = configuration.cluster?.store
+            ?? LocalJobStore(root: configuration.stateDirectory, fileExtension: encoder.fileExtension)
         metrics = JobMetrics(modelNames: models.map(\.name))
         registry = JobRegistry(maxQueue: configuration.maxQueue)
-        try store.prepare()
-        try recover()
+        cluster = configuration.cluster.map { ClusterRuntime(configuration: $0, logger: logger) }
+        if let cluster {
+            try startCluster(cluster)
+        } else {
+            try store.prepare()
+            try recover()
+        }
         let schedulers = byName.values.sorted { $0.name < $1.name }.map { BatchScheduler(service: self, checkpoint: $0) }
         registry.liveSchedulers = schedulers.count
         for scheduler in schedulers { scheduler.start() }
@@ -201,6 +216,7 @@ public final class JobService: @unchecked Sendable {
             previewEvery: previewEvery, status: .queued,
             progress: JobProgress(step: 0, steps: parameters.steps), createdAt: configuration.now(), revision: 1,
             idempotencyKey: idempotencyKey)
+        if let cluster { return try clusterSubmit(record, cluster) }
         let entry = JobEntry(record: record, checkpoint: checkpoint)
 
         let lock = registry.lock
@@ -265,13 +281,21 @@ public final class JobService: @unchecked Sendable {
 
     /// The job as it is now.
     public func job(_ id: JobID) throws(JobError) -> JobSnapshot {
-        try registry.locked { () throws(JobError) -> JobSnapshot in registry.snapshot(try registry.entry(id)) }
+        if let cluster { return try clusterJob(id, cluster) }
+        return try registry.locked { () throws(JobError) -> JobSnapshot in registry.snapshot(try registry.entry(id)) }
     }
 
     /// Jobs newest first, optionally only those with `status`, `limit` of them after skipping
     /// `offset`.
+    /// In cluster mode a database failure gives an empty page: `listJobs` says what happened.
     public func list(status: JobStatus? = nil, limit: Int = 50, offset: Int = 0) -> JobPage {
-        registry.lock.withLock {
+        (try? listJobs(status: status, limit: limit, offset: offset)) ?? JobPage(jobs: [], total: 0)
+    }
+
+    /// `list`, with the store's error (cluster mode: `databaseUnavailable`); local mode never throws.
+    public func listJobs(status: JobStatus? = nil, limit: Int = 50, offset: Int = 0) throws(JobError) -> JobPage {
+        if let cluster { return try clusterList(status: status, limit: limit, offset: offset, cluster) }
+        return registry.lock.withLock {
             let matching = registry.entries.values
                 .filter { !$0.deleted && (status == nil || $0.record.status == status) }
                 .sorted { ($0.record.createdAt, $0.record.id) > ($1.record.createdAt, $1.record.id) }
@@ -284,6 +308,7 @@ public final class JobService: @unchecked Sendable {
     /// keep theirs in memory; a finished job's is read from storage, so memory does not grow with
     /// the number of retained jobs.
     public func preview(_ id: JobID) throws(JobError) -> JobImage {
+        if let cluster { return try clusterPreview(id, cluster) }
         let (cached, step) = try registry.locked { () throws(JobError) -> (JobImage?, Int?) in
             let entry = try registry.entry(id)
             return (entry.preview, entry.record.previewStep)
@@ -295,10 +320,17 @@ public final class JobService: @unchecked Sendable {
 
     /// The `index`-th final image of a succeeded job.
     public func image(_ id: JobID, index: Int = 0) throws(JobError) -> JobImage {
+        if let cluster { return try clusterImage(id, index: index, cluster) }
         let (record, retryAfter) = try registry.locked { () throws(JobError) -> (JobRecord, Int) in
             let entry = try registry.entry(id)
             return (entry.record, registry.retryAfter(for: entry, fallback: configuration.fallbackRetryAfter))
         }
+        return try finalImage(record, index: index, retryAfter: retryAfter)
+    }
+
+    /// The `index`-th final image of the job `record` describes, or why there is none.
+    func finalImage(_ record: JobRecord, index: Int, retryAfter: Int) throws(JobError) -> JobImage {
+        let id = record.id
         switch record.status {
         case .queued, .running:
             throw .notFinished(id, status: record.status, retryAfter: retryAfter)
@@ -324,6 +356,8 @@ public final class JobService: @unchecked Sendable {
             entry = try registry.entry(id)
         } catch {
             lock.unlock()
+            // Cluster mode: a job this box does not hold is watched through the store.
+            if let cluster { return try clusterSubscribe(id, capacity: subscription.capacity, cluster) }
             throw error
         }
         let snapshot = registry.snapshot(entry)
@@ -382,6 +416,8 @@ public final class JobService: @unchecked Sendable {
             entry = try registry.entry(id)
         } catch {
             lock.unlock()
+            // Cluster mode: a job this box does not hold is canceled in the store.
+            if let cluster { return try clusterCancel(id, cluster) }
             throw error
         }
         switch entry.record.status {
@@ -440,20 +476,28 @@ public final class JobService: @unchecked Sendable {
             if let entry = registry.entries[id] { registry.emit(entry, kind: .requeued) }
         }
         lock.unlock()
+        if let cluster { drainCluster(cluster) }
         logger.info("job service drained")
     }
 
     // MARK: - Storage
 
     /// Whether the state directory takes writes (a probe write, at most once a second); false
-    /// also while the schedulers wait for it.
+    /// also while the schedulers wait for it. In cluster mode: whether the database answers.
     public func storageWritable() -> Bool {
         let (blocked, cached) = registry.lock.withLock { (registry.storageBlocked, registry.lastProbe) }
         if blocked { return false }
         if let cached, cached.at.duration(to: .now) < .seconds(1) { return cached.writable }
-        let writable = store.probeWritable()
+        let writable = probeStorage()
         registry.lock.withLock { registry.lastProbe = (ContinuousClock.now, writable) }
         return writable
+    }
+
+    /// Whether storage takes writes now: a probe write, or in cluster mode whether the database
+    /// answers.
+    func probeStorage() -> Bool {
+        if let cluster { return cluster.store.ping() }
+        return store.probeWritable()
     }
 
     static func seconds(_ duration: Duration) -> Double {

@@ -12,6 +12,7 @@ extension JobService {
     /// canceled first (a running one stops after its current step). Deleting a deleted or expired
     /// job again succeeds.
     public func delete(_ id: JobID) throws(JobError) {
+        if let cluster { return try clusterDelete(id, cluster) }
         let lock = registry.lock
         lock.lock()
         if registry.tombstones[id] != nil {
@@ -41,6 +42,7 @@ extension JobService {
     /// Deletes the finished jobs beyond `keepJobs` or older than `keepHours`. Runs after every
     /// finished job and, while idle, about once a minute; callable any time.
     public func sweepExpired() {
+        if let cluster { return clusterSweep(cluster) }
         let expired = registry.lock.withLock { () -> [JobEntry] in
             let expired = expiredLocked()
             forgetLocked(expired)

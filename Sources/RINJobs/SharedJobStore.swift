@@ -13,6 +13,12 @@
 // - The `JobStorage` writes (`write`, `writeImage`, `writePreview`) of a job are fenced: they
 //   change the job only while this box (`owner`) holds it. `create` is not used (see `submit`);
 //   `loadAll`/tombstone methods serve nothing in cluster mode.
+// - `write` stores the holder's record as given (status, progress, preview step, revision...)
+//   except two things: it never clears a `cancelRequested` the store already has (another box may
+//   have asked between two writes of the holder; the holder learns of it at its next `renew`),
+//   and it leaves owner and lease alone while the status is `running` (a finished status ends the
+//   hold). The holder writes `running` at the start of its run, then progress and previews while
+//   it runs (about one write per sampling step), then the final status.
 // - Changes that other boxes must hear of are announced (`listen`) in the same transaction that
 //   makes them: a submit announces the queue, a progress/preview/finish/cancel/delete announces
 //   the job.

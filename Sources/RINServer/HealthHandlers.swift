@@ -10,6 +10,10 @@ extension APIServer {
         switch (currentPhase(), readyService()) {
         case (.ready, .success(let service)):
             guard service.storageWritable() else {
+                if service.usesSharedStore {
+                    return Problem.unavailable(detail: "the job database cannot be reached; the daemon reconnects by itself and jobs wait until it can",
+                                               retryAfter: 5).response
+                }
                 return Problem.unavailable(detail: "the state directory cannot be written (full or read-only); jobs wait until it can",
                                            retryAfter: 30).response
             }

@@ -81,7 +81,7 @@ extension APIServer {
                 }
                 offset = decoded
             }
-            let page = service.list(status: status, limit: limit, offset: offset)
+            let page = try Self.mapped { () throws(JobError) in try service.listJobs(status: status, limit: limit, offset: offset) }
             let next = offset + page.jobs.count < page.total ? Self.encodeCursor(offset + page.jobs.count) : nil
             return .json(JobListBody(jobs: page.jobs.map { JobBody($0, config: config(service, $0)) },
                                      total: page.total, limit: limit, offset: offset, nextCursor: next),

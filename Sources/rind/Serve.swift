@@ -5,6 +5,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import Logging
+import RINCluster
 import RINJobs
 import RINModel
 import RINServer
@@ -23,6 +24,15 @@ struct Serve: AsyncParsableCommand {
             imagenet64 when present, else cifar10, else the first by name. \
             SIGTERM or SIGINT drains: no new jobs, running jobs get --drain-seconds to finish and \
             are otherwise requeued on disk, then the process exits 0.
+
+            Several daemons, one queue: with --database (or $RIND_DATABASE) jobs live in a \
+            PostgreSQL database shared by every daemon given the same URL, not in --state-dir \
+            (which is then neither read nor created). Any daemon runs queued jobs of the models it \
+            has loaded and answers for every job; a daemon that dies holds its jobs for \
+            --lease-seconds, then another runs them again from their seed. The password never goes \
+            in the URL: --database-password-file, else the systemd credential \
+            rind-database-password ($CREDENTIALS_DIRECTORY), else none. A drain gives running jobs \
+            back to the shared queue.
             """)
 
     @Option(help: "Directory of checkpoints (default: ./checkpoints, else <prefix>/share/rind/checkpoints next to the executable).")
@@ -40,7 +50,19 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Where jobs and images are kept (default: $STATE_DIRECTORY under systemd, else ./rind-state).")
     var stateDir: String?
 
-    @Option(help: "Queued jobs at most before POST /generate answers 429.")
+    @Option(help: ArgumentHelp("PostgreSQL database shared by several daemons: postgres://USER@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require], no password in it (default: $RIND_DATABASE; none: the state directory).", valueName: "url"))
+    var database: String?
+
+    @Option(help: ArgumentHelp("File holding the database password (first line; default: $CREDENTIALS_DIRECTORY/rind-database-password when set).", valueName: "path"))
+    var databasePasswordFile: String?
+
+    @Option(help: "This daemon's name in the cluster, in leases and logs (default: the host name).")
+    var boxName: String?
+
+    @Option(help: "With --database: seconds a daemon holds a job without renewing its lease (renewed every third of it); a dead daemon's jobs run elsewhere after this.")
+    var leaseSeconds: Double = 30
+
+    @Option(help: "Queued jobs at most before POST /generate answers 429 (with --database: over all daemons).")
     var maxQueue: Int = 64
 
     @Option(help: "Jobs running at the same time (default: 8). Running jobs of one model advance together, one batched network pass per step; more wait in the queue.")
@@ -113,6 +135,53 @@ struct Serve: AsyncParsableCommand {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if maxBatchRows < 1 { throw ValidationError("--max-batch-rows must be at least 1") }
         if let testHangAtStep, testHangAtStep < 0 { throw ValidationError("--test-hang-at-step must be at least 0") }
+        guard leaseSeconds >= 3, leaseSeconds <= 3600 else {
+            throw ValidationError("--lease-seconds must be in 3...3600 (renewed every third of it)")
+        }
+        if let boxName, boxName.isEmpty || boxName.count > 64 || boxName.contains(where: { $0.isWhitespace }) {
+            throw ValidationError("--box-name must be 1 to 64 characters without spaces")
+        }
+        if let url = databaseURLText() {
+            do {
+                _ = try DatabaseURL(parsing: url)
+            } catch {
+                throw ValidationError("--database: \(error)")
+            }
+        } else if databasePasswordFile != nil {
+            throw ValidationError("--database-password-file needs --database (or RIND_DATABASE)")
+        }
+    }
+
+    /// --database, else $RIND_DATABASE (for /etc/default/rind); nil: the state directory.
+    func databaseURLText() -> String? {
+        if let database { return database }
+        if let value = ProcessInfo.processInfo.environment["RIND_DATABASE"], !value.isEmpty { return value }
+        return nil
+    }
+
+    /// The shared store of --database, or nil (local mode). The password: --database-password-file,
+    /// else the systemd credential `rind-database-password`, else none (trust or certificates).
+    func sharedStore() throws -> PostgresJobStore? {
+        guard let text = databaseURLText() else { return nil }
+        let url = try DatabaseURL(parsing: text)
+        var passwordPath = databasePasswordFile
+        if passwordPath == nil, let credentials = ProcessInfo.processInfo.environment["CREDENTIALS_DIRECTORY"],
+           !credentials.isEmpty {
+            let candidate = URL(fileURLWithPath: credentials).appendingPathComponent("rind-database-password").path
+            if FileManager.default.fileExists(atPath: candidate) { passwordPath = candidate }
+        }
+        var password: String?
+        if let passwordPath {
+            guard let contents = try? String(contentsOfFile: passwordPath, encoding: .utf8) else {
+                throw ValidationError("cannot read the database password file \(passwordPath)")
+            }
+            let line = contents.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            password = line.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard password?.isEmpty == false else { throw ValidationError("the database password file \(passwordPath) is empty") }
+        }
+        let box = boxName ?? ProcessInfo.processInfo.hostName
+        return PostgresJobStore(configuration: PostgresJobStore.Configuration(url: url, password: password, box: box),
+                                logger: Logger(label: "rind.database"))
     }
 
     func run() async throws {
@@ -179,6 +248,20 @@ struct Serve: AsyncParsableCommand {
             stateDirectory: stateDirectory, workers: plan.workers, maxQueue: maxQueue, keepJobs: keepJobs,
             keepHours: keepHours, previewEvery: previewEvery)
         jobConfiguration.maxBatchRows = maxBatchRows
+        let store: PostgresJobStore?
+        do {
+            store = try sharedStore()
+        } catch {
+            logger.critical("\(error)")
+            server.stop()
+            throw ExitCode(2)
+        }
+        if let store {
+            jobConfiguration.cluster = JobService.Cluster(store: store, lease: .milliseconds(Int64(leaseSeconds * 1000)))
+            if stateDir != nil {
+                logger.notice("--database is given: jobs live in the database; --state-dir is not used")
+            }
+        }
         if let hold = TestHoldFile(environment: ProcessInfo.processInfo.environment) {
             logger.warning("\(TestHoldFile.variable) is set: schedulers wait while \(hold.path) exists (for tests only)")
             jobConfiguration.beforeStep = hold.hook
@@ -193,14 +276,19 @@ struct Serve: AsyncParsableCommand {
                                      logger: Logger(label: "rind.jobs"))
         } catch {
             logger.critical("\(error)")
+            store?.shutdown()
             server.stop()
             throw ExitCode(1)
         }
         server.attach(service)
-        logger.notice("ready", metadata: [
+        var jobsLiveIn: Logger.Metadata = ["state_dir": .string(stateDirectory.path)]
+        if let store {
+            jobsLiveIn = ["database": .string(store.configuration.url.description), "owner": .string(store.owner)]
+        }
+        logger.notice("ready", metadata: jobsLiveIn.merging([
             "models": .string(models.map(\.name).joined(separator: ",")), "plan": .string(plan.description),
-            "state_dir": .string(stateDirectory.path), "queued": .stringConvertible(service.queueDepth),
-        ])
+            "queued": .stringConvertible(service.queueDepth),
+        ]) { $1 })
         notifier.notify("READY=1\nSTATUS=serving \(models.count) model(s) on port \(server.port)")
         let watchdog = Self.startWatchdog(notifier: notifier, service: service, logger: logger)
 
@@ -218,6 +306,7 @@ struct Serve: AsyncParsableCommand {
         }
         watchdog?.cancel()
         server.stop()
+        store?.shutdown()
         logger.notice("drained; exiting", metadata: ["queued": .stringConvertible(service.queueDepth)])
     }
 

@@ -31,6 +31,26 @@ final class CommandLineTests: XCTestCase {
         }
     }
 
+    /// `rind serve --database ...`: a password in the URL, a wrong scheme, a lease out of range or
+    /// a password file without a database are refused before anything starts, with one line.
+    func testServeRefusesBadDatabaseArguments() throws {
+        let cases: [(arguments: [String], says: String)] = [
+            (["--database", "postgres://rind:secret@127.0.0.1/rind"], "must not hold a password"),
+            (["--database", "mysql://rind@127.0.0.1/rind"], "postgres://"),
+            (["--database", "postgres://rind@127.0.0.1/rind", "--lease-seconds", "1"], "--lease-seconds"),
+            (["--database-password-file", "/nonexistent"], "needs --database"),
+            (["--database", "postgres://rind@127.0.0.1/rind", "--box-name", "two words"], "--box-name"),
+        ]
+        for (arguments, says) in cases {
+            let result = try rind(["serve", "--port", "0"] + arguments)
+            XCTAssertEqual(result.status, 2, "\(arguments): \(result.stderr)")
+            let lines = result.stderr.split(separator: "\n").filter { !$0.isEmpty }
+            XCTAssertEqual(lines.count, 1, "\(arguments) printed:\n\(result.stderr)")
+            XCTAssertTrue(result.stderr.contains(says), "\(arguments) printed:\n\(result.stderr)")
+            XCTAssertFalse(result.stderr.contains("secret"), "the password is not repeated")
+        }
+    }
+
     func testSampleWritesAPNGFromTheBundledCheckpoint() throws {
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("rind-cli-\(UUID()).png")
         defer { try? FileManager.default.removeItem(at: output) }
