@@ -94,8 +94,10 @@ final class ClusterProcessTests: XCTestCase {
             XCTAssertEqual(viaB.body, reference[index], "\(job.id) (\(job.query)) differs from the local run")
             if viaB.body == reference[index] { identical += 1 }
         }
-        let lost = submitted.count - attempts.count
-        print("cluster: 3 boxes, jobs submitted \(submitted.count), completed \(submitted.count), "
+        let statuses = try submitted.map { try HTTP.request("GET", b.base + "/jobs/\($0.id)").json["status"] as? String }
+        let completed = statuses.filter { $0 == "succeeded" }.count
+        let lost = statuses.filter { $0 == nil }.count
+        print("cluster: 3 boxes, jobs submitted \(submitted.count), completed \(completed), "
               + "re-claimed after kill -9 1, lost \(lost), images identical to a local run \(identical)/\(submitted.count)")
     }
 
@@ -197,7 +199,7 @@ final class ClusterProcessTests: XCTestCase {
         let box = try RindDaemon(
             arguments: ["--checkpoints", DeployTests.root.appendingPathComponent("checkpoints").path,
                         "--database", postgres.url, "--database-password-file", postgres.passwordFile.path,
-                        "--box-name", name, "--lease-seconds", "2", "--workers", "1", "--threads", "1"] + extra,
+                        "--box-name", name, "--lease-seconds", "3", "--workers", "1", "--threads", "1"] + extra,
             environment: ["RIND_TEST_HOLD_FILE": file.path], directory: scratch)
         boxes.append(box)
         holdFiles[ObjectIdentifier(box)] = file
