@@ -57,18 +57,18 @@ static inline __attribute__((always_inline)) A512 void k512(const int rows, long
                                                              long lda, const float *b, float *tile) {
     __m512 c0[MAX_ROWS], c1[MAX_ROWS];
     const float *b1p = b + K * PANEL;
-    for (int i = 0; i < MAX_ROWS; i++)
+    _Pragma("unroll") for (int i = 0; i < MAX_ROWS; i++)
         if (i < rows) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
     for (long k = 0; k < K; k++) {
         __m512 b0 = _mm512_loadu_ps(b + k * PANEL), b1 = _mm512_loadu_ps(b1p + k * PANEL);
-        for (int i = 0; i < MAX_ROWS; i++)
+        _Pragma("unroll") for (int i = 0; i < MAX_ROWS; i++)
             if (i < rows) {
                 __m512 av = _mm512_set1_ps(a[i * lda + k]);
                 c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
                 c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
             }
     }
-    for (int i = 0; i < MAX_ROWS; i++)
+    _Pragma("unroll") for (int i = 0; i < MAX_ROWS; i++)
         if (i < rows) { _mm512_storeu_ps(tile + i * TILE_LD, c0[i]); _mm512_storeu_ps(tile + i * TILE_LD + 16, c1[i]); }
 }
 
@@ -76,13 +76,13 @@ static inline __attribute__((always_inline)) A512 void k512(const int rows, long
 static inline __attribute__((always_inline)) A512 void k512one(const int rows, long K, const float *a,
                                                                 long lda, const float *b, float *tile) {
     __m512 c0[MAX_ROWS];
-    for (int i = 0; i < MAX_ROWS; i++) if (i < rows) c0[i] = _mm512_setzero_ps();
+    _Pragma("unroll") for (int i = 0; i < MAX_ROWS; i++) if (i < rows) c0[i] = _mm512_setzero_ps();
     for (long k = 0; k < K; k++) {
         __m512 b0 = _mm512_loadu_ps(b + k * PANEL);
-        for (int i = 0; i < MAX_ROWS; i++)
+        _Pragma("unroll") for (int i = 0; i < MAX_ROWS; i++)
             if (i < rows) c0[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i * lda + k]), b0, c0[i]);
     }
-    for (int i = 0; i < MAX_ROWS; i++) if (i < rows) _mm512_storeu_ps(tile + i * TILE_LD, c0[i]);
+    _Pragma("unroll") for (int i = 0; i < MAX_ROWS; i++) if (i < rows) _mm512_storeu_ps(tile + i * TILE_LD, c0[i]);
 }
 
 A512 static void tile_avx512(int rows, int panels, long K, const float *a, long lda, const float *b,
@@ -223,12 +223,12 @@ void rind_pgemm(float *out, long ldOut, const float *inp, long ldInp, const floa
                  groups, rowBlocks, 1, 1};
     double flops = 2.0 * N * C * OC;
     // Products under ~2 MFLOP run on the calling thread: waking a worker costs more than it saves.
-    // Larger ones are cut into about 4 tasks per thread (none under ~0.5 MFLOP), taken from a
+    // Larger ones are cut into about 8 tasks per thread (none under ~0.3 MFLOP), taken from a
     // counter by whichever thread is free: a worker that wakes late, or loses its core for a
     // while, leaves its tasks to the caller instead of making it wait.
     if (threads > 1 && flops >= 2e6) {
-        long want = 4L * threads;
-        if (flops / want < 5e5) want = (long)(flops / 5e5);
+        long want = 8L * threads;
+        if (flops / want < 3e5) want = (long)(flops / 3e5);
         if (want < threads) want = threads;
         p.columnTasks = groups < want ? groups : want;
         long rows = (want + p.columnTasks - 1) / p.columnTasks;
