@@ -52,6 +52,12 @@ static void tile_portable(int rows, int panels, long K, const float *a, long lda
 #define A512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
 #define A256 __attribute__((target("avx2,fma")))
 
+// Panel rows fetched ahead: the weights come from L3 or memory on a layer's first row block (a
+// step reads every weight once), where the hardware prefetcher alone left the kernel about 15%
+// below its in-cache speed; 32 rows (4 KiB per panel) ahead measured best of 16, 32 and 64 (a
+// 64-layer 128x768x3072 stream of 604 MB: 117 -> 131 GFLOP/s on one thread, 254 -> 274 on two).
+#define PREFETCH 32
+
 // 8 rows x 2 panels: 16 accumulators, two panel loads and one broadcast per row per k.
 static inline __attribute__((always_inline)) A512 void k512(const int rows, long K, const float *a,
                                                              long lda, const float *b, float *tile) {
@@ -61,6 +67,8 @@ static inline __attribute__((always_inline)) A512 void k512(const int rows, long
         if (i < rows) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
     for (long k = 0; k < K; k++) {
         __m512 b0 = _mm512_loadu_ps(b + k * PANEL), b1 = _mm512_loadu_ps(b1p + k * PANEL);
+        _mm_prefetch((const char *)(b + (k + PREFETCH) * PANEL), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b1p + (k + PREFETCH) * PANEL), _MM_HINT_T0);
         _Pragma("unroll") for (int i = 0; i < MAX_ROWS; i++)
             if (i < rows) {
                 __m512 av = _mm512_set1_ps(a[i * lda + k]);
@@ -79,6 +87,7 @@ static inline __attribute__((always_inline)) A512 void k512one(const int rows, l
     _Pragma("unroll") for (int i = 0; i < MAX_ROWS; i++) if (i < rows) c0[i] = _mm512_setzero_ps();
     for (long k = 0; k < K; k++) {
         __m512 b0 = _mm512_loadu_ps(b + k * PANEL);
+        _mm_prefetch((const char *)(b + (k + PREFETCH) * PANEL), _MM_HINT_T0);
         _Pragma("unroll") for (int i = 0; i < MAX_ROWS; i++)
             if (i < rows) c0[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i * lda + k]), b0, c0[i]);
     }
