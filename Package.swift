@@ -3,7 +3,7 @@
 //
 // Layers, imported in one direction only:
 //   CBLAS, CKernels, CLibPNG, CMicroHTTPD (C libraries and shims)
-//   -> RINTensor (kernels on OpenBLAS, or oneDNN where installed) -> RINModel (checkpoint + RIN forward pass)
+//   -> RINTensor (kernels; products on rind's packed kernels, OpenBLAS or oneDNN) -> RINModel (checkpoint + RIN forward pass)
 //   -> RINDiffusion (schedules, noise, samplers) -> RINJobs (queue, workers, durable store)
 //   -> RINServer (HTTP on libmicrohttpd) -> rind (the executable, which only wires)
 // RINCluster (the PostgreSQL job store, on postgres-nio) sits on RINJobs and implements its
@@ -30,8 +30,9 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CLibPNG", pkgConfig: "libpng",
                        providers: [.apt(["libpng-dev"])]),
-        // C kernels: run-time matrix-product backends (oneDNN opened with dlopen, optional), CPU
-        // detection, and elementwise kernels compiled per vector ISA (AVX-512, AVX2, baseline).
+        // C kernels: run-time matrix-product backends (rind's packed micro-kernels, attention and
+        // thread pool; oneDNN opened with dlopen, optional), CPU detection, and elementwise kernels
+        // compiled per vector ISA (AVX-512, AVX2, baseline).
         .target(name: "CKernels", linkerSettings: [.linkedLibrary("dl")]),
         // Test support only: an interposed malloc that counts allocations (RINDiffusionTests).
         .target(name: "CAllocationCounter"),

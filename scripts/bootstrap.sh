@@ -4,7 +4,7 @@
 set -euo pipefail
 
 # libdnnl2 (oneDNN) is optional at run time (opened with dlopen): with it the engine uses oneDNN's
-# sgemm on AVX2/AVX-512 CPUs, and the tests check that path too.
+# sgemm on AVX2-only CPUs (AVX-512 CPUs use rind's own packed kernels), and the tests check that path too.
 packages=(libopenblas-dev libdnnl2 libpng-dev libmicrohttpd-dev pkg-config python3-venv)
 # The tests: systemd-analyze verifies the unit; debootstrap and systemd-nspawn boot it under a real
 # systemd (scripts/boot-test.sh); chromium and chromium-driver run the page at / in a headless

@@ -276,12 +276,19 @@ struct Attention {
     }
 
     /// residual (B*Nq, queryWidth) += MHA(query (B*Nq, queryWidth), context (B*Nk, contextWidth)),
-    /// image by image; all projections run over the whole batch as one product.
+    /// image by image; all projections run over the whole batch as one product. On the `packed`
+    /// backend the heads of all images run as one `PackedAttention` call over the matrix threads.
     func accumulate(_ residual: UnsafeMutablePointer<Float>, query: UnsafePointer<Float>, queries: Int,
                     context: UnsafePointer<Float>, keys: Int, batch: Int, workspace ws: RINWorkspace) {
         q(ws.q, query, rows: batch * queries)
         k(ws.k, context, rows: batch * keys)
         v(ws.v, context, rows: batch * keys)
+        if MatmulBackend.current == .packed {
+            PackedAttention.run(ws.attended, ws.q, ws.k, ws.v, batch: batch, queries: queries, keys: keys,
+                                width: inner, heads: heads, packs: ws.attentionPacks, scratch: ws.attentionScratch,
+                                slots: ws.attentionSlots)
+            return out.accumulate(residual, ws.attended, rows: batch * queries)
+        }
         for b in 0..<batch {
             attention(ws.attended + b * queries * inner, ws.scores,
                       ws.q + b * queries * inner, ws.k + b * keys * inner, ws.v + b * keys * inner,

@@ -1,3 +1,4 @@
+import Foundation
 import RINTensor
 
 /// All scratch memory of `RINNetwork.forward` for batches of up to `batch` images: allocated once
@@ -9,11 +10,18 @@ import RINTensor
 ///   scores (max(n, m), m): every attention has the m latents on one side (read m x n, compute
 ///   m x m, write n x m)   hidden (B * max(m*Fl, n*Fi))
 ///   timeFeatures (B, L/4)   timeHidden (B, L)
+///   attentionPacks, attentionScratch: the `packed` backend's attention (`PackedAttention`): every
+///   image and head's packed keys and values for the largest of the three attentions, and the
+///   scores of 8 query rows for each of `attentionSlots` threads
 public final class RINWorkspace: @unchecked Sendable {
     public let config: RINConfig
     public let batch: Int
     let patches, x, xNorm, zNorm, selfCond, zeros: UnsafeMutablePointer<Float>
     let q, k, v, attended, scores, hidden, timeFeatures, timeHidden: UnsafeMutablePointer<Float>
+    let attentionPacks, attentionScratch: UnsafeMutablePointer<Float>
+    /// Threads the packed attention may use with this workspace: the cores, or the matrix threads
+    /// if more were asked for when it was made.
+    let attentionSlots: Int
     private var all: [UnsafeMutablePointer<Float>] = []
     /// Bytes of all the buffers together.
     public let byteCount: Int
@@ -48,6 +56,12 @@ public final class RINWorkspace: @unchecked Sendable {
         hidden = make(B * max(m * c.latentHidden, n * c.interfaceHidden))
         timeFeatures = make(B * L / 4)
         timeHidden = make(B * L)
+        let Ci = c.crossWidth, Hi = c.interface.heads, Hl = c.latents.heads
+        attentionPacks = make(max(PackedAttention.packFloats(batch: B, keys: n, width: Ci, heads: Hi),   // read
+                                  PackedAttention.packFloats(batch: B, keys: m, width: L, heads: Hl),    // compute
+                                  PackedAttention.packFloats(batch: B, keys: m, width: Ci, heads: Hi)))  // write
+        attentionSlots = min(256, max(1, ProcessInfo.processInfo.activeProcessorCount, BLASThreads.current))
+        attentionScratch = make(attentionSlots * PackedAttention.scratchFloats(keys: rows))
         all = made
         byteCount = bytes
     }

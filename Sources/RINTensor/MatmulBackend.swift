@@ -7,21 +7,23 @@ import Foundation
 /// OpenBLAS is the portable library every build links. oneDNN (Debian's `libdnnl2`) is opened with
 /// dlopen where it is installed; its sgemm JIT-compiles kernels for the widest vector unit the CPU
 /// has. `packed` is rind's own: micro-kernels for AVX-512 and AVX2 on linear weights packed once at
-/// load, split over a persistent pool, with attention's products on oneDNN (else OpenBLAS); it holds
-/// about 26% less weight memory and its rows do not depend on the batch, but measured side by side
-/// it was not faster than oneDNN (0.73-1.11x on a quiet machine, up to 1.3x slower with another
-/// process on the second core; docs/PERFORMANCE.md), so it is not the default.
-/// `automatic` prefers oneDNN on CPUs with AVX2 or AVX-512: a distribution OpenBLAS that predates a
-/// CPU model falls back to generic kernels (Debian's 0.3.21 runs its SSE3 "Prescott" kernels on the
-/// Sapphire Rapids machines this project is built on: a step measured about 4x slower than with
-/// oneDNN there). The operator may force one with RIND_MATMUL=openblas|onednn|packed.
+/// load, and attention of all heads on the same kernels, split into small tasks over a persistent
+/// pool; it holds about 26% less weight memory and its rows do not depend on the batch.
+/// `automatic` prefers `packed` on CPUs with AVX-512, where interleaved side-by-side runs measured
+/// it faster than oneDNN on every benchmark row (docs/PERFORMANCE.md), and oneDNN on CPUs with AVX2
+/// only (the AVX2 micro-kernels are tested but were not measured against it on such a CPU): a
+/// distribution OpenBLAS that predates a CPU model falls back to generic kernels (Debian's 0.3.21
+/// runs its SSE3 "Prescott" kernels on the Sapphire Rapids machines this project is built on: a
+/// step measured about 4x slower than with oneDNN there). The operator may force one with
+/// RIND_MATMUL=openblas|onednn|packed.
 public enum MatmulBackend: String, CaseIterable, Sendable, CustomStringConvertible {
     case openBLAS = "openblas"
     case oneDNN = "onednn"
-    /// rind's own micro-kernels (Sources/CKernels/rind_pgemm.c) on weights packed once at load,
-    /// split over a persistent thread pool, for the linear layers; attention's products (no
-    /// weights) go to oneDNN where installed, else OpenBLAS. Weights are packed when a network is
-    /// built while this backend is in use (`PackedLinearWeight`).
+    /// rind's own micro-kernels (Sources/CKernels/rind_pgemm.c) on weights packed once at load for
+    /// the linear layers, and attention on the same kernels (`PackedAttention`), split into tasks
+    /// over a persistent thread pool; the few other products go to oneDNN where installed, else
+    /// OpenBLAS. Weights are packed when a network is built while this backend is in use
+    /// (`PackedLinearWeight`).
     case packed = "packed"
 
     public var description: String { rawValue }
@@ -32,14 +34,16 @@ public enum MatmulBackend: String, CaseIterable, Sendable, CustomStringConvertib
     }
 
     /// The choice made when nothing is set: RIND_MATMUL if it names an available backend, else
-    /// oneDNN when it is installed and the CPU has AVX2 or AVX-512, else OpenBLAS.
+    /// `packed` when the CPU has AVX-512, else oneDNN when it is installed and the CPU has AVX2,
+    /// else OpenBLAS.
     public static let automatic: MatmulBackend = {
         if let forced = ProcessInfo.processInfo.environment["RIND_MATMUL"],
            let backend = MatmulBackend(rawValue: forced.lowercased()), available.contains(backend) {
             return backend
         }
         let isa = cpuVectorISA
-        return rind_dnnl_available() != 0 && (isa == "avx512" || isa == "avx2") ? .oneDNN : .openBLAS
+        if isa == "avx512" { return .packed }
+        return rind_dnnl_available() != 0 && isa == "avx2" ? .oneDNN : .openBLAS
     }()
 
     /// The backend every product of this process uses now (process-wide, like `BLASThreads`).

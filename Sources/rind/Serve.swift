@@ -68,7 +68,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Jobs running at the same time (default: 8). Running jobs of one model advance together, one batched network pass per step; more wait in the queue.")
     var workers: Int?
 
-    @Option(help: "Threads of the matrix library (OpenBLAS or oneDNN) for every network pass, process-wide (default: all cores).")
+    @Option(help: "Threads of the matrix products (rind's packed kernels, OpenBLAS or oneDNN) for every network pass, process-wide (default: all cores).")
     var threads: Int?
 
     @Option(help: "Network rows a batched step holds at most (an image is one row, two with guidance); bounds the step's memory.")

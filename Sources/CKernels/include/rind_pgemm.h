@@ -7,9 +7,11 @@
 // depend on how many rows are in the call, how the call is split over threads, or where the row
 // sits in a tile: batched and solo runs of an image give the same bits.
 //
-// Threads: a persistent pool (workers spin briefly, then sleep) splits a product's output panels
-// (or its rows, when it has few panels) over `threads` tasks. One product runs on the pool at a
-// time; a caller that finds the pool busy runs its product on its own thread instead.
+// Threads: the pool of Sources/CKernels/rind_pool.c. A product of 2 MFLOP or more is cut into
+// about 8 tasks per thread (bands of output panels, then of rows; none under ~0.3 MFLOP) that the
+// caller and the workers take from a counter, so a worker that wakes late or loses its core leaves
+// its share to the caller. One product runs on the pool at a time; a caller that finds the pool
+// busy runs its product on its own thread instead.
 #ifndef RIND_PGEMM_H
 #define RIND_PGEMM_H
 

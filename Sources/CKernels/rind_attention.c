@@ -1,0 +1,84 @@
+#include "rind_attention.h"
+#include "rind_kernels.h"
+#include "rind_pgemm_tiles.h"
+#include "rind_pool.h"
+
+#include <math.h>
+
+#define PANEL 16
+#define ROWS RIND_TILE_ROWS
+#define LD RIND_TILE_LD
+
+static long round_up(long x) { return (x + PANEL - 1) / PANEL * PANEL; }
+
+// One (image, head)'s packs: k_h^T as the weight of a product with hd inputs and Nk outputs
+// (round_up(Nk) * hd floats), then v_h as one with Nk inputs and hd outputs (round_up(hd) * Nk).
+static long keys_floats(long Nk, long hd) { return round_up(Nk) * hd; }
+static long head_floats(long Nk, long hd) { return keys_floats(Nk, hd) + round_up(hd) * Nk; }
+
+long rind_attention_pack_floats(long B, long Nk, long Cw, long H) { return B * H * head_floats(Nk, Cw / H); }
+
+long rind_attention_scratch_floats(long Nk) { return ROWS * Nk; }
+
+typedef struct {
+    float *out; const float *q, *k, *v;
+    long B, Nq, Nk, Cw, H, hd, queryBlocks;
+    float scale;
+    float *packs, *scratch;
+    rind_tile_fn kernel;
+} attention_call;
+
+// Task t packs k_h^T (even t) or v_h (odd t) of image and head t / 2.
+static void pack_task(const void *context, long t, int slot) {
+    (void)slot;
+    const attention_call *a = context;
+    long bh = t / 2, b = bh / a->H, h = bh % a->H;
+    float *dst = a->packs + bh * head_floats(a->Nk, a->hd);
+    long base = b * a->Nk * a->Cw + h * a->hd;
+    if (t % 2 == 0)   // element (key j, column d) = k[j][d]: outputs are keys, inputs columns
+        rind_pgemm_pack_strided(dst, a->k + base, a->hd, a->Nk, a->Cw, 1);
+    else              // element (column d, key j) = v[j][d]: outputs are columns, inputs keys
+        rind_pgemm_pack_strided(dst + keys_floats(a->Nk, a->hd), a->v + base, a->Nk, a->hd, 1, a->Cw);
+}
+
+// Task t: query rows [8r, 8r + 8) of image b, head h, with t = (b * H + h) * queryBlocks + r.
+static void rows_task(const void *context, long t, int slot) {
+    const attention_call *a = context;
+    float tile[ROWS * LD] __attribute__((aligned(64)));
+    long bh = t / a->queryBlocks, r0 = t % a->queryBlocks * ROWS, b = bh / a->H, h = bh % a->H;
+    long Nk = a->Nk, hd = a->hd, Cw = a->Cw;
+    int rows = a->Nq - r0 < ROWS ? (int)(a->Nq - r0) : ROWS;
+    const float *keys = a->packs + bh * head_floats(Nk, hd), *values = keys + keys_floats(Nk, hd);
+    const float *q = a->q + (b * a->Nq + r0) * Cw + h * hd;
+    float *out = a->out + (b * a->Nq + r0) * Cw + h * hd;
+    float *scores = a->scratch + slot * rind_attention_scratch_floats(Nk);   // (rows, Nk)
+
+    // scores = scale * q_h k_h^T, 32 keys per micro-kernel pass.
+    for (long j0 = 0; j0 < Nk; j0 += 2 * PANEL) {
+        int panels = Nk - j0 > PANEL ? 2 : 1;
+        long cols = Nk - j0 < 2 * PANEL ? Nk - j0 : 2 * PANEL;
+        a->kernel(rows, panels, hd, q, Cw, keys + j0 * hd, tile);
+        for (int i = 0; i < rows; i++)
+            for (long j = 0; j < cols; j++) scores[i * Nk + j0 + j] = a->scale * tile[i * LD + j];
+    }
+    rind_softmax_rows(scores, rows, Nk);
+    // out_h = scores v_h, 32 columns per pass.
+    for (long d0 = 0; d0 < hd; d0 += 2 * PANEL) {
+        int panels = hd - d0 > PANEL ? 2 : 1;
+        long cols = hd - d0 < 2 * PANEL ? hd - d0 : 2 * PANEL;
+        a->kernel(rows, panels, Nk, scores, Nk, values + d0 * Nk, tile);
+        for (int i = 0; i < rows; i++)
+            for (long d = 0; d < cols; d++) out[i * Cw + d0 + d] = tile[i * LD + d];
+    }
+}
+
+void rind_attention(float *out, const float *q, const float *k, const float *v, long B, long Nq, long Nk,
+                    long Cw, long H, float *packs, float *scratch, int slots, int threads) {
+    if (B <= 0 || Nq <= 0 || Nk <= 0 || H <= 0) return;
+    long hd = Cw / H;
+    attention_call a = {out, q, k, v, B, Nq, Nk, Cw, H, hd, (Nq + ROWS - 1) / ROWS,
+                        1.0f / sqrtf((float)hd), packs, scratch, rind_pgemm_tile_kernel()};
+    int n = threads < slots ? threads : slots;
+    rind_pool_run(pack_task, &a, 2 * B * H, n);
+    rind_pool_run(rows_task, &a, B * H * a.queryBlocks, n);
+}

@@ -1,0 +1,101 @@
+#include "rind_pool.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define PAUSE() _mm_pause()
+#else
+#define PAUSE() ((void)0)
+#endif
+
+#define MAX_WORKERS 255
+static pthread_mutex_t pool_mutex = PTHREAD_MUTEX_INITIALIZER;   // guards workers and the wake-up
+static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
+static pthread_mutex_t pool_busy = PTHREAD_MUTEX_INITIALIZER;    // held by the work on the pool
+static int workers;
+static atomic_long generation;
+
+// The work on the pool. A worker takes part only while the work is open (`open_generation` holds
+// its generation) and counts itself in `active` first, so the caller, once the task counter is
+// exhausted, closes the work and waits only for workers inside it, never for one still asleep; a
+// worker that arrives late sees it closed and leaves without reading it.
+static struct { rind_pool_task task; const void *context; long tasks; int participants; } work;
+static atomic_long next_task, open_generation = -1;
+static atomic_int active, joined;
+
+static void drain(int slot) {
+    for (;;) {
+        long t = atomic_fetch_add(&next_task, 1);
+        if (t >= work.tasks) break;
+        work.task(work.context, t, slot);
+    }
+}
+
+static void *worker_main(void *unused) {
+    (void)unused;
+    long seen = atomic_load(&generation);
+    for (;;) {
+        long g;
+        // Spin a little (a step's products follow each other within microseconds), then sleep:
+        // spinning threads on a shared machine take the core from other work.
+        for (int spin = 0; (g = atomic_load(&generation)) == seen && spin < 4000; spin++) PAUSE();
+        if (g == seen) {
+            pthread_mutex_lock(&pool_mutex);
+            while ((g = atomic_load(&generation)) == seen) pthread_cond_wait(&pool_wake, &pool_mutex);
+            pthread_mutex_unlock(&pool_mutex);
+        }
+        seen = g;
+        atomic_fetch_add(&active, 1);
+        if (atomic_load(&open_generation) == g) {
+            int slot = atomic_fetch_add(&joined, 1) + 1;
+            if (slot < work.participants) drain(slot);
+        }
+        atomic_fetch_sub(&active, 1);
+    }
+    return NULL;
+}
+
+void rind_pool_prepare(int threads) {
+    pthread_mutex_lock(&pool_busy);
+    pthread_mutex_lock(&pool_mutex);
+    while (workers < threads - 1 && workers < MAX_WORKERS) {
+        pthread_t thread;
+        if (pthread_create(&thread, NULL, worker_main, NULL) != 0) break;
+        pthread_detach(thread);
+        workers++;
+    }
+    pthread_mutex_unlock(&pool_mutex);
+    pthread_mutex_unlock(&pool_busy);
+}
+
+void rind_pool_run(rind_pool_task task, const void *context, long tasks, int threads) {
+    if (tasks > 1 && threads > 1 && pthread_mutex_trylock(&pool_busy) == 0) {
+        int participants = threads <= workers + 1 ? threads : workers + 1;
+        if (participants > 1) {
+            work.task = task;
+            work.context = context;
+            work.tasks = tasks;
+            work.participants = participants;
+            atomic_store(&next_task, 0);
+            atomic_store(&joined, 0);
+            pthread_mutex_lock(&pool_mutex);
+            long g = atomic_load(&generation) + 1;
+            atomic_store(&open_generation, g);
+            atomic_store(&generation, g);
+            pthread_cond_broadcast(&pool_wake);
+            pthread_mutex_unlock(&pool_mutex);
+            drain(0);
+            atomic_store(&open_generation, -1);
+            for (int spin = 0; atomic_load(&active) > 0; spin++) {
+                if (spin > 4000) sched_yield();   // a worker inside the work lost its core: let it finish
+                else PAUSE();
+            }
+            pthread_mutex_unlock(&pool_busy);
+            return;
+        }
+        pthread_mutex_unlock(&pool_busy);
+    }
+    for (long t = 0; t < tasks; t++) task(context, t, 0);
+}
