@@ -4,14 +4,6 @@ import XCTest
 /// Each optimised kernel against its plain reference twin, on sizes that exercise both the vector
 /// body and the scalar tail.
 final class KernelTests: XCTestCase {
-    func random(_ count: Int, seed: UInt64, scale: Float = 1) -> [Float] {
-        var state = seed
-        return (0..<count).map { _ in
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return (Float(state >> 40) / Float(1 << 24) * 2 - 1) * scale
-        }
-    }
-
     func maxDiff(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) } }
 
     func testAddMatchesReference() {

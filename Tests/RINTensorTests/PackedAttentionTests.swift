@@ -7,14 +7,6 @@ import XCTest
 /// multiple of 16; and the property cross-job batching relies on: an image's rows do not depend on
 /// the other images of the batch or on the threads.
 final class PackedAttentionTests: XCTestCase {
-    func random(_ count: Int, seed: UInt64) -> [Float] {
-        var state = seed
-        return (0..<count).map { _ in
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Float(state >> 40) / Float(1 << 24) * 2 - 1
-        }
-    }
-
     /// PackedAttention over `batch` images stacked in q (batch*Nq, Cw), k and v (batch*Nk, Cw).
     func packedAttention(_ q: [Float], _ k: [Float], _ v: [Float], batch: Int, Nq: Int, Nk: Int, Cw: Int, H: Int,
                          slots: Int = 4) -> [Float] {
@@ -26,20 +18,9 @@ final class PackedAttentionTests: XCTestCase {
         return out
     }
 
-    func onEveryKernelPath(threads: Int, _ body: (KernelISA) -> Void) {
-        let before = ComputePath.current
-        let threadsBefore = BLASThreads.current
-        defer { ComputePath.current = before; BLASThreads.set(threadsBefore) }
-        BLASThreads.set(threads)
-        for isa in KernelISA.supported {
-            ComputePath.current = ComputePath(matmul: .packed, kernels: isa)
-            body(isa)
-        }
-    }
-
     func testMatchesTheReferenceOnEveryPathAndShape() {
         for threads in [1, 2, 3] {
-            onEveryKernelPath(threads: threads) { isa in
+            onEveryPackedPath(threads: threads) { isa in
                 // (batch, Nq, Nk, Cw, H): bundled-model shapes, odd row and key counts, head widths
                 // 20 and 48 (not multiples of 32, 20 not of 16), one head, one key.
                 for (batch, Nq, Nk, Cw, H) in [(1, 64, 256, 192, 6), (2, 256, 64, 192, 6), (3, 13, 37, 40, 2),
@@ -67,7 +48,7 @@ final class PackedAttentionTests: XCTestCase {
     func testAnImagesRowsDoNotDependOnTheBatchOrTheThreads() {
         let Nq = 70, Nk = 90, Cw = 96, H = 3, batch = 3
         let q = random(batch * Nq * Cw, seed: 4), k = random(batch * Nk * Cw, seed: 5), v = random(batch * Nk * Cw, seed: 6)
-        onEveryKernelPath(threads: 1) { isa in
+        onEveryPackedPath(threads: 1) { isa in
             let single = packedAttention(q, k, v, batch: batch, Nq: Nq, Nk: Nk, Cw: Cw, H: H)
             for threads in [2, 3] {
                 BLASThreads.set(threads)

@@ -6,26 +6,6 @@ import XCTest
 /// the property batching relies on: a row's result does not depend on the other rows of the call
 /// or on the thread count.
 final class PackedLinearTests: XCTestCase {
-    func random(_ count: Int, seed: UInt64) -> [Float] {
-        var state = seed
-        return (0..<count).map { _ in
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Float(state >> 40) / Float(1 << 24) * 2 - 1
-        }
-    }
-
-    /// Runs `body` on the `packed` backend with each kernel path and `threads` matrix threads.
-    func onEveryPackedPath(threads: Int, _ body: (KernelISA) throws -> Void) rethrows {
-        let before = ComputePath.current
-        let threadsBefore = BLASThreads.current
-        defer { ComputePath.current = before; BLASThreads.set(threadsBefore) }
-        BLASThreads.set(threads)
-        for isa in KernelISA.supported {
-            ComputePath.current = ComputePath(matmul: .packed, kernels: isa)
-            try body(isa)
-        }
-    }
-
     func product(_ weight: [Float], _ inp: [Float], bias: [Float]?, rows: Int, inputs: Int, outputs: Int,
                  start: [Float]? = nil, mode: PackedLinearWeight.Mode) -> [Float] {
         var buffer = [Float](repeating: .nan, count: PackedLinearWeight.floatCount(inputs: inputs, outputs: outputs))
