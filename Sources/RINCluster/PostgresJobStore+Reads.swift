@@ -17,15 +17,24 @@ extension PostgresJobStore {
 
     /// Queued jobs up to this one in claim order (`seq`), over all models.
     public func queuePosition(of id: JobID) throws(JobError) -> Int? {
+        try queuePositions(of: [id])[id]
+    }
+
+    /// `queuePosition` of many jobs in one query (a page of a list); jobs not queued are left out.
+    public func queuePositions(of ids: [JobID]) throws(JobError) -> [JobID: Int] {
+        guard !ids.isEmpty else { return [:] }
         let logger = logger
+        let raw = ids.map(\.rawValue)
         return try call { connection in
             let rows = try await connection.query("""
-                SELECT (SELECT count(*) FROM rind_jobs ahead WHERE ahead.status = 'queued' AND ahead.seq <= job.seq)::bigint
-                FROM rind_jobs job WHERE job.id = \(id.rawValue) AND job.status = 'queued'
+                SELECT job.id, (SELECT count(*) FROM rind_jobs ahead WHERE ahead.status = 'queued' AND ahead.seq <= job.seq)::bigint
+                FROM rind_jobs job WHERE job.id = ANY(\(raw)) AND job.status = 'queued'
                 """, logger: logger)
-            var position: Int?
-            for try await count in rows.decode(Int.self) { position = count }
-            return position
+            var positions: [JobID: Int] = [:]
+            for try await (id, position) in rows.decode((String, Int).self) {
+                if let id = JobID(id) { positions[id] = position }
+            }
+            return positions
         }
     }
 

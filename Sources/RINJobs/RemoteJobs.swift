@@ -41,8 +41,15 @@ extension JobService {
 
     func clusterList(status: JobStatus?, limit: Int, offset: Int, _ cluster: ClusterRuntime) throws(JobError) -> JobPage {
         let (records, total) = try cluster.store.list(status: status, limit: max(0, limit), offset: max(0, offset))
+        let held = registry.lock.withLock {
+            records.compactMap { heldEntryLocked($0.id).map(registry.snapshot) }
+        }
+        let heldByID = Dictionary(held.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        // The page's queue positions in one query, not one per job.
+        let queued = records.filter { $0.status == .queued && heldByID[$0.id] == nil }.map(\.id)
+        let positions = (try? cluster.store.queuePositions(of: queued)) ?? [:]
         let jobs = records.map { record in
-            registry.lock.withLock { heldEntryLocked(record.id).map(registry.snapshot) } ?? remoteSnapshot(record, cluster)
+            heldByID[record.id] ?? JobSnapshot(record: record, queuePosition: positions[record.id])
         }
         return JobPage(jobs: jobs, total: total)
     }

@@ -64,6 +64,10 @@ public protocol SharedJobStore: JobStorage {
     /// 1 for the next queued job the cluster runs; nil when the job is not queued.
     func queuePosition(of id: JobID) throws(JobError) -> Int?
 
+    /// `queuePosition` of each of `ids` in one round trip (a page of a list); jobs that are not
+    /// queued are left out.
+    func queuePositions(of ids: [JobID]) throws(JobError) -> [JobID: Int]
+
     /// Jobs newest first (created_at, then id), optionally of one status, and how many match.
     func list(status: JobStatus?, limit: Int, offset: Int) throws(JobError) -> (records: [JobRecord], total: Int)
 

@@ -147,7 +147,9 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
                 guard case .queueFull = error as? JobError else { return XCTFail("\(error)") }
             }
         }
-        XCTAssertEqual(try boxes[0].service.listJobs(status: .queued).total, 2)
+        let queuedPage = try boxes[0].service.listJobs(status: .queued)
+        XCTAssertEqual(queuedPage.total, 2)
+        XCTAssertEqual(queuedPage.jobs.map(\.queuePosition), [2, 1], "newest first, each with its place in the cluster's queue")
         for box in boxes { box.gate.open() }
         for id in try boxes[0].service.listJobs().jobs.map(\.id) {
             XCTAssertEqual(try waitForEnd(boxes[1].service, id).kind, .succeeded)

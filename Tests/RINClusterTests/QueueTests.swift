@@ -32,6 +32,11 @@ final class QueueTests: PostgresTestCase, @unchecked Sendable {
         XCTAssertEqual(claimed.map(\.id), [jobs[0].id], "first come, first served")
         XCTAssertNil(try other.queuePosition(of: jobs[0].id))
         XCTAssertEqual(try jobs.dropFirst().map { try other.queuePosition(of: $0.id) }, [1, 2, 3, 4])
+        let unknown = JobID("00000000000000ab")!
+        let positions = try other.queuePositions(of: jobs.map(\.id) + [unknown])
+        XCTAssertEqual(positions, Dictionary(uniqueKeysWithValues: zip(jobs.dropFirst().map(\.id), [1, 2, 3, 4])),
+                       "one query: the queued ones, in claim order; the running and the unknown left out")
+        XCTAssertEqual(try other.queuePositions(of: []), [:])
         let running = try other.list(status: .running, limit: 10, offset: 0)
         XCTAssertEqual(running.records.map(\.id), [jobs[0].id])
         XCTAssertEqual(running.total, 1)
