@@ -96,7 +96,12 @@ public final class PostgresJobStore: SharedJobStore, @unchecked Sendable {
         clientConfiguration.options.connectTimeout = configuration.connectTimeout
         clientConfiguration.options.maximumConnections = max(1, configuration.maxConnections)
         clientConfiguration.options.keepAliveBehavior = .init(frequency: .seconds(30))
-        client = PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
+        // The pool logs every failed connection attempt at info: several lines a second while the
+        // database is down. rind says it once itself (warnings of `call` and the listener), so the
+        // pool's own lines go out from warning up only, unless rind runs at debug or trace.
+        var poolLogger = logger
+        if poolLogger.logLevel > .debug { poolLogger.logLevel = max(poolLogger.logLevel, .warning) }
+        client = PostgresClient(configuration: clientConfiguration, backgroundLogger: poolLogger)
         let client = client
         runTask = Task { await client.run() }
     }
