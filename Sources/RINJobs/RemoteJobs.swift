@@ -28,7 +28,7 @@ extension JobService {
         if replayed, stored.request != record.request, let key = record.idempotencyKey {
             throw .idempotencyConflict(key: key, existing: stored.id)
         }
-        cluster.clusterQueueDepth.record((try? cluster.store.queuedCount()) ?? 0)
+        cluster.refreshQueueGauge()
         return JobSubmission(job: remoteSnapshot(stored, cluster), replayed: replayed)
     }
 
