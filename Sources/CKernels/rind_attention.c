@@ -4,10 +4,10 @@
 #include "rind_pool.h"
 
 #include <math.h>
+#include <stddef.h>
 
 #define PANEL 16
 #define ROWS RIND_TILE_ROWS
-#define LD RIND_TILE_LD
 
 static long round_up(long x) { return (x + PANEL - 1) / PANEL * PANEL; }
 
@@ -44,7 +44,6 @@ static void pack_task(const void *context, long t, int slot) {
 // Task t: query rows [8r, 8r + 8) of image b, head h, with t = (b * H + h) * queryBlocks + r.
 static void rows_task(const void *context, long t, int slot) {
     const attention_call *a = context;
-    float tile[ROWS * LD] __attribute__((aligned(64)));
     long bh = t / a->queryBlocks, r0 = t % a->queryBlocks * ROWS, b = bh / a->H, h = bh % a->H;
     long Nk = a->Nk, hd = a->hd, Cw = a->Cw;
     int rows = a->Nq - r0 < ROWS ? (int)(a->Nq - r0) : ROWS;
@@ -54,21 +53,21 @@ static void rows_task(const void *context, long t, int slot) {
     float *scores = a->scratch + slot * rind_attention_scratch_floats(Nk);   // (rows, Nk)
 
     // scores = scale * q_h k_h^T, 32 keys per micro-kernel pass.
+    rind_tile_out o = {NULL, Nk, NULL, RIND_TILE_SCALE, 0, a->scale};
     for (long j0 = 0; j0 < Nk; j0 += 2 * PANEL) {
         int panels = Nk - j0 > PANEL ? 2 : 1;
-        long cols = Nk - j0 < 2 * PANEL ? Nk - j0 : 2 * PANEL;
-        a->kernel(rows, panels, hd, q, Cw, keys + j0 * hd, tile);
-        for (int i = 0; i < rows; i++)
-            for (long j = 0; j < cols; j++) scores[i * Nk + j0 + j] = a->scale * tile[i * LD + j];
+        o.out = scores + j0;
+        o.cols = (int)(Nk - j0 < 2 * PANEL ? Nk - j0 : 2 * PANEL);
+        a->kernel(rows, panels, hd, q, Cw, keys + j0 * hd, &o);
     }
     rind_softmax_rows(scores, rows, Nk);
     // out_h = scores v_h, 32 columns per pass.
+    o = (rind_tile_out){NULL, Cw, NULL, RIND_TILE_STORE, 0, 1.0f};
     for (long d0 = 0; d0 < hd; d0 += 2 * PANEL) {
         int panels = hd - d0 > PANEL ? 2 : 1;
-        long cols = hd - d0 < 2 * PANEL ? hd - d0 : 2 * PANEL;
-        a->kernel(rows, panels, Nk, scores, Nk, values + d0 * Nk, tile);
-        for (int i = 0; i < rows; i++)
-            for (long d = 0; d < cols; d++) out[i * Cw + d0 + d] = tile[i * LD + d];
+        o.out = out + d0;
+        o.cols = (int)(hd - d0 < 2 * PANEL ? hd - d0 : 2 * PANEL);
+        a->kernel(rows, panels, Nk, scores, Nk, values + d0 * Nk, &o);
     }
 }
 

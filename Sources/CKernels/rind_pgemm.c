@@ -1,6 +1,7 @@
 #include "rind_pgemm.h"
 #include "rind_kernels.h"
 #include "rind_pgemm_tiles.h"
+#include "rind_math512.h"
 #include "rind_pool.h"
 
 #include <string.h>
@@ -10,31 +11,50 @@
 
 #define PANEL RIND_PGEMM_PANEL
 
+_Static_assert(RIND_PGEMM_STORE == RIND_TILE_STORE && RIND_PGEMM_ACCUMULATE == RIND_TILE_ACCUMULATE &&
+               RIND_PGEMM_GELU == RIND_TILE_GELU, "a product's mode is its tiles' epilogue");
+
 long rind_pgemm_packed_floats(long C, long OC) { return (OC + PANEL - 1) / PANEL * PANEL * C; }
 
-void rind_pgemm_pack_strided(float *dst, const float *w, long C, long OC, long strideO, long strideK) {
-    long panels = (OC + PANEL - 1) / PANEL;
-    for (long p = 0; p < panels; p++)
-        for (long k = 0; k < C; k++) {
-            float *row = dst + (p * C + k) * PANEL;
-            for (long j = 0; j < PANEL; j++) {
-                long o = p * PANEL + j;
-                row[j] = o < OC ? w[o * strideO + k * strideK] : 0.0f;
-            }
-        }
-}
-
-void rind_pgemm_pack(float *dst, const float *w, long C, long OC) { rind_pgemm_pack_strided(dst, w, C, OC, C, 1); }
 
 // MARK: micro-kernels
-// Each computes tile (rows x width, row stride 32) = a (rows, K; stride lda) times `width / 16`
-// consecutive packed panels starting at b (panel stride K * 16), one FMA chain per output.
+// Each computes r (rows x 16*panels) = a (rows, K; stride lda) times `panels` consecutive packed
+// panels starting at b (panel stride K * 16), one FMA chain per output, and writes it as `o` says.
 
 #define MAX_ROWS RIND_TILE_ROWS
 #define TILE_LD RIND_TILE_LD
 
+/// The epilogue of the paths that compute into a tile (row stride TILE_LD) on the stack.
+static void tile_write(float *tile, int rows, const rind_tile_out *o) {
+    long cols = o->cols;
+    if (o->mode == RIND_TILE_GELU) {
+        if (o->bias) rind_bias_gelu_rows(tile, TILE_LD, o->bias, rows, cols);
+        else for (int i = 0; i < rows; i++) rind_gelu(tile + i * TILE_LD, tile + i * TILE_LD, cols);
+    }
+    for (int i = 0; i < rows; i++) {
+        float *d = o->out + i * o->ld;
+        const float *t = tile + i * TILE_LD, *bias = o->bias;
+        switch (o->mode) {
+        case RIND_TILE_ACCUMULATE:
+            if (bias) for (long j = 0; j < cols; j++) d[j] += t[j] + bias[j];
+            else for (long j = 0; j < cols; j++) d[j] += t[j];
+            break;
+        case RIND_TILE_SCALE:
+            for (long j = 0; j < cols; j++) d[j] = o->scale * t[j];
+            break;
+        case RIND_TILE_GELU:
+            memcpy(d, t, cols * sizeof(float));
+            break;
+        default:
+            if (bias) for (long j = 0; j < cols; j++) d[j] = t[j] + bias[j];
+            else memcpy(d, t, cols * sizeof(float));
+        }
+    }
+}
+
 static void tile_portable(int rows, int panels, long K, const float *a, long lda, const float *b,
-                          float *tile) {
+                          const rind_tile_out *o) {
+    float tile[MAX_ROWS * TILE_LD];
     for (int i = 0; i < rows; i++)
         for (int q = 0; q < panels; q++) {
             float acc[PANEL] = {0};
@@ -45,11 +65,12 @@ static void tile_portable(int rows, int panels, long K, const float *a, long lda
             }
             memcpy(tile + i * TILE_LD + q * PANEL, acc, sizeof acc);
         }
+    tile_write(tile, rows, o);
 }
 
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #define HAVE_X86 1
-#define A512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+#define A512 RIND_A512
 #define A256 __attribute__((target("avx2,fma")))
 
 // Panel rows fetched ahead: the weights come from L3 or memory on a layer's first row block (a
@@ -58,9 +79,58 @@ static void tile_portable(int rows, int panels, long K, const float *a, long lda
 // 64-layer 128x768x3072 stream of 604 MB: 117 -> 131 GFLOP/s on one thread, 254 -> 274 on two).
 #define PREFETCH 32
 
+// The AVX-512 epilogue, on the accumulators c0 (columns 0-15) and c1 (16-31, when panels = 2):
+// masked loads and stores keep to the tile's `cols` columns, so no tile on the stack and no copy.
+static inline __attribute__((always_inline)) A512 void put512(const int rows, const int panels, const __m512 *c0,
+                                                               const __m512 *c1, const rind_tile_out *o) {
+    int cols = o->cols;
+    __mmask16 m0 = cols >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1);
+    __mmask16 m1 = panels < 2 || cols <= 16 ? 0 : (cols >= 32 ? (__mmask16)0xFFFF : (__mmask16)((1u << (cols - 16)) - 1));
+    float *out = o->out;
+    long ld = o->ld;
+    const float *bias = o->bias;
+    __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+    if (bias) { b0 = _mm512_maskz_loadu_ps(m0, bias); if (panels == 2) b1 = _mm512_maskz_loadu_ps(m1, bias + 16); }
+#define EACH_ROW _Pragma("unroll") for (int i = 0; i < MAX_ROWS; i++) if (i < rows)
+    switch (o->mode) {
+    case RIND_TILE_ACCUMULATE:
+        EACH_ROW {
+            float *d = out + i * ld;
+            __m512 r0 = bias ? _mm512_add_ps(c0[i], b0) : c0[i];
+            _mm512_mask_storeu_ps(d, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, d), r0));
+            if (panels == 2) {
+                __m512 r1 = bias ? _mm512_add_ps(c1[i], b1) : c1[i];
+                _mm512_mask_storeu_ps(d + 16, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, d + 16), r1));
+            }
+        }
+        break;
+    case RIND_TILE_GELU:
+        EACH_ROW {
+            _mm512_mask_storeu_ps(out + i * ld, m0, rind_gelu512(bias ? _mm512_add_ps(c0[i], b0) : c0[i]));
+            if (panels == 2)
+                _mm512_mask_storeu_ps(out + i * ld + 16, m1, rind_gelu512(bias ? _mm512_add_ps(c1[i], b1) : c1[i]));
+        }
+        break;
+    case RIND_TILE_SCALE: {
+        __m512 s = _mm512_set1_ps(o->scale);
+        EACH_ROW {
+            _mm512_mask_storeu_ps(out + i * ld, m0, _mm512_mul_ps(s, c0[i]));
+            if (panels == 2) _mm512_mask_storeu_ps(out + i * ld + 16, m1, _mm512_mul_ps(s, c1[i]));
+        }
+        break;
+    }
+    default:
+        EACH_ROW {
+            _mm512_mask_storeu_ps(out + i * ld, m0, bias ? _mm512_add_ps(c0[i], b0) : c0[i]);
+            if (panels == 2) _mm512_mask_storeu_ps(out + i * ld + 16, m1, bias ? _mm512_add_ps(c1[i], b1) : c1[i]);
+        }
+    }
+#undef EACH_ROW
+}
+
 // 8 rows x 2 panels: 16 accumulators, two panel loads and one broadcast per row per k.
 static inline __attribute__((always_inline)) A512 void k512(const int rows, long K, const float *a,
-                                                             long lda, const float *b, float *tile) {
+                                                             long lda, const float *b, const rind_tile_out *o) {
     __m512 c0[MAX_ROWS], c1[MAX_ROWS];
     const float *b1p = b + K * PANEL;
     _Pragma("unroll") for (int i = 0; i < MAX_ROWS; i++)
@@ -76,13 +146,12 @@ static inline __attribute__((always_inline)) A512 void k512(const int rows, long
                 c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
             }
     }
-    _Pragma("unroll") for (int i = 0; i < MAX_ROWS; i++)
-        if (i < rows) { _mm512_storeu_ps(tile + i * TILE_LD, c0[i]); _mm512_storeu_ps(tile + i * TILE_LD + 16, c1[i]); }
+    put512(rows, 2, c0, c1, o);
 }
 
 // 8 rows x 1 panel (the last, odd panel).
 static inline __attribute__((always_inline)) A512 void k512one(const int rows, long K, const float *a,
-                                                                long lda, const float *b, float *tile) {
+                                                                long lda, const float *b, const rind_tile_out *o) {
     __m512 c0[MAX_ROWS];
     _Pragma("unroll") for (int i = 0; i < MAX_ROWS; i++) if (i < rows) c0[i] = _mm512_setzero_ps();
     for (long k = 0; k < K; k++) {
@@ -91,17 +160,17 @@ static inline __attribute__((always_inline)) A512 void k512one(const int rows, l
         _Pragma("unroll") for (int i = 0; i < MAX_ROWS; i++)
             if (i < rows) c0[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i * lda + k]), b0, c0[i]);
     }
-    _Pragma("unroll") for (int i = 0; i < MAX_ROWS; i++) if (i < rows) _mm512_storeu_ps(tile + i * TILE_LD, c0[i]);
+    put512(rows, 1, c0, c0, o);
 }
 
 A512 static void tile_avx512(int rows, int panels, long K, const float *a, long lda, const float *b,
-                             float *tile) {
-#define CASE2(r) case r: k512(r, K, a, lda, b, tile); break;
-#define CASE1(r) case r: k512one(r, K, a, lda, b, tile); break;
+                             const rind_tile_out *o) {
+#define CASE2(r) case r: k512(r, K, a, lda, b, o); break;
+#define CASE1(r) case r: k512one(r, K, a, lda, b, o); break;
     if (panels == 2) {
-        switch (rows) { CASE2(8) CASE2(7) CASE2(6) CASE2(5) CASE2(4) CASE2(3) CASE2(2) default: k512(1, K, a, lda, b, tile); }
+        switch (rows) { CASE2(8) CASE2(7) CASE2(6) CASE2(5) CASE2(4) CASE2(3) CASE2(2) default: k512(1, K, a, lda, b, o); }
     } else {
-        switch (rows) { CASE1(8) CASE1(7) CASE1(6) CASE1(5) CASE1(4) CASE1(3) CASE1(2) default: k512one(1, K, a, lda, b, tile); }
+        switch (rows) { CASE1(8) CASE1(7) CASE1(6) CASE1(5) CASE1(4) CASE1(3) CASE1(2) default: k512one(1, K, a, lda, b, o); }
     }
 #undef CASE2
 #undef CASE1
@@ -126,7 +195,8 @@ static inline __attribute__((always_inline)) A256 void k256(const int rows, long
 }
 
 A256 static void tile_avx2(int rows, int panels, long K, const float *a, long lda, const float *b,
-                           float *tile) {
+                           const rind_tile_out *o) {
+    float tile[MAX_ROWS * TILE_LD] __attribute__((aligned(32)));
     for (int q = 0; q < panels; q++) {
         const float *bq = b + (long)q * K * PANEL;
         float *tq = tile + q * PANEL;
@@ -144,10 +214,57 @@ A256 static void tile_avx2(int rows, int panels, long K, const float *a, long ld
             }
         }
     }
+    tile_write(tile, rows, o);
+}
+
+// Packing with strideK = 1 (a row-major weight, attention's keys): a gather per panel row.
+A512 static void pack_gather512(float *dst, const float *w, long C, long OC, long strideO) {
+    __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                       _mm512_set1_epi32((int)strideO));
+    for (long p = 0; p * PANEL < OC; p++) {
+        long n = OC - p * PANEL;
+        __mmask16 m = n >= PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+        const float *base = w + p * PANEL * strideO;
+        float *row = dst + p * C * PANEL;
+        for (long k = 0; k < C; k++)
+            _mm512_storeu_ps(row + k * PANEL, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, index, base + k, 4));
+    }
 }
 #endif
 
 typedef rind_tile_fn tile_fn;
+
+void rind_pgemm_pack_strided(float *dst, const float *w, long C, long OC, long strideO, long strideK) {
+    long panels = (OC + PANEL - 1) / PANEL;
+    if (strideO == 1) {   // each panel row is (up to) 16 consecutive floats: attention's values
+        for (long p = 0; p < panels; p++) {
+            long n = OC - p * PANEL < PANEL ? OC - p * PANEL : PANEL;
+            for (long k = 0; k < C; k++) {
+                float *row = dst + (p * C + k) * PANEL;
+                const float *src = w + k * strideK + p * PANEL;
+                if (n == PANEL) memcpy(row, src, PANEL * sizeof(float));
+                else { memcpy(row, src, n * sizeof(float)); memset(row + n, 0, (PANEL - n) * sizeof(float)); }
+            }
+        }
+        return;
+    }
+#ifdef HAVE_X86
+    if (strideK == 1 && strideO <= 0x7FFFFFFF / PANEL && rind_kernels_isa() == 2) {
+        pack_gather512(dst, w, C, OC, strideO);
+        return;
+    }
+#endif
+    for (long p = 0; p < panels; p++)
+        for (long k = 0; k < C; k++) {
+            float *row = dst + (p * C + k) * PANEL;
+            for (long j = 0; j < PANEL; j++) {
+                long o = p * PANEL + j;
+                row[j] = o < OC ? w[o * strideO + k * strideK] : 0.0f;
+            }
+        }
+}
+
+void rind_pgemm_pack(float *dst, const float *w, long C, long OC) { rind_pgemm_pack_strided(dst, w, C, OC, C, 1); }
 
 rind_tile_fn rind_pgemm_tile_kernel(void) {
 #ifdef HAVE_X86
@@ -171,7 +288,6 @@ typedef struct {
 
 // Rows [r0, r1) x column groups [g0, g1).
 static void run_region(const product *p, long r0, long r1, long g0, long g1) {
-    float tile[MAX_ROWS * TILE_LD] __attribute__((aligned(64)));
     long panels = (p->OC + PANEL - 1) / PANEL;
     // Rows in chunks whose input stays in L2 while every panel of the region passes over it.
     long chunk = 65536 / (p->C > 0 ? p->C : 1);
@@ -184,27 +300,11 @@ static void run_region(const product *p, long r0, long r1, long g0, long g1) {
             long col0 = firstPanel * PANEL;
             long cols = p->OC - col0 < np * PANEL ? p->OC - col0 : np * PANEL;
             const float *b = p->packed + firstPanel * p->C * PANEL;
+            rind_tile_out o = {NULL, p->ldOut, p->bias ? p->bias + col0 : NULL, p->mode, (int)cols, 1.0f};
             for (long r = c0; r < c1; r += MAX_ROWS) {
                 int rows = c1 - r < MAX_ROWS ? (int)(c1 - r) : MAX_ROWS;
-                p->kernel(rows, np, p->C, p->inp + r * p->ldInp, p->ldInp, b, tile);
-                if (p->mode == RIND_PGEMM_GELU) {
-                    rind_bias_gelu_rows(tile, TILE_LD, p->bias + col0, rows, cols);
-                    for (int i = 0; i < rows; i++)
-                        memcpy(p->out + (r + i) * p->ldOut + col0, tile + i * TILE_LD, cols * sizeof(float));
-                } else {
-                    for (int i = 0; i < rows; i++) {
-                        float *o = p->out + (r + i) * p->ldOut + col0;
-                        const float *t = tile + i * TILE_LD;
-                        const float *bias = p->bias ? p->bias + col0 : NULL;
-                        if (p->mode == RIND_PGEMM_ACCUMULATE) {
-                            if (bias) for (long j = 0; j < cols; j++) o[j] += t[j] + bias[j];
-                            else for (long j = 0; j < cols; j++) o[j] += t[j];
-                        } else {
-                            if (bias) for (long j = 0; j < cols; j++) o[j] = t[j] + bias[j];
-                            else memcpy(o, t, cols * sizeof(float));
-                        }
-                    }
-                }
+                o.out = p->out + r * p->ldOut + col0;
+                p->kernel(rows, np, p->C, p->inp + r * p->ldInp, p->ldInp, b, &o);
             }
         }
     }

@@ -6,10 +6,31 @@
 #define RIND_TILE_ROWS 8
 #define RIND_TILE_LD 32
 
-/// tile (rows x 16*panels, row stride RIND_TILE_LD) = a (rows, K; row stride lda) times `panels`
-/// (1 or 2) consecutive packed panels starting at b (panel stride K * 16); rows <= RIND_TILE_ROWS.
-/// Each output is one left-to-right FMA chain over k.
-typedef void (*rind_tile_fn)(int rows, int panels, long K, const float *a, long lda, const float *b, float *tile);
+/// What a micro-kernel does with its result r (rows x cols): the epilogue, applied while r is
+/// still in registers (AVX-512) or from a tile on the stack (the other paths).
+enum {
+    RIND_TILE_STORE = 0,        // out = r (+ bias)
+    RIND_TILE_ACCUMULATE = 1,   // out += r (+ bias), added as out + (r + bias)
+    RIND_TILE_GELU = 2,         // out = GELU(r (+ bias))
+    RIND_TILE_SCALE = 3,        // out = scale * r (attention's scores)
+};
+
+/// Where a tile goes: rows x cols (cols <= 16 * panels) at out, rows ld apart; bias (cols) or NULL.
+typedef struct {
+    float *out;
+    long ld;
+    const float *bias;
+    int mode;
+    int cols;
+    float scale;
+} rind_tile_out;
+
+/// r (rows x 16*panels) = a (rows, K; row stride lda) times `panels` (1 or 2) consecutive packed
+/// panels starting at b (panel stride K * 16), written as `o` says; rows <= RIND_TILE_ROWS.
+/// Each output is one left-to-right FMA chain over k, and its epilogue does not depend on the
+/// other rows or columns of the tile.
+typedef void (*rind_tile_fn)(int rows, int panels, long K, const float *a, long lda, const float *b,
+                             const rind_tile_out *o);
 
 /// The micro-kernel of the row kernels' code path (`rind_kernels_isa`): AVX-512, AVX2 or portable.
 rind_tile_fn rind_pgemm_tile_kernel(void);

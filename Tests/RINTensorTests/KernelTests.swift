@@ -142,6 +142,13 @@ final class KernelTests: XCTestCase {
                 XCTAssertLessThan(maxDiff(fast, reference), 1e-6, "(\(N), \(C))")
                 for r in 0..<N { XCTAssertEqual(fast[(r * C)..<((r + 1) * C)].reduce(0, +), 1, accuracy: 1e-5) }
             }
+            // Gaps far past e^-87 (sharp attention): the small terms are 0 to within 1e-30.
+            var sharp: [Float] = [0, -90, -200, 5, -1000, 4.5, -87.5, 3]
+            var reference = sharp
+            softmaxRows(&sharp, 1, sharp.count)
+            softmaxRowsReference(&reference, 1, reference.count)
+            XCTAssertLessThan(maxDiff(sharp, reference), 1e-6)
+            for i in [1, 2, 4, 6] { XCTAssertLessThan(sharp[i], 1e-30, "term \(i)") }
         }
     }
 

@@ -59,6 +59,29 @@ final class PackedLinearTests: XCTestCase {
         }
     }
 
+    /// The GELU epilogue (on AVX-512 computed on the accumulators, with its own exp) over the whole
+    /// range a pre-activation can take: far tails where 1 + erf underflows, both signs, and the
+    /// columns past a full panel (masked stores must leave the next row's outputs alone).
+    func testGELUEpilogueOverTheWholeRange() {
+        let rows = 9, inputs = 3, outputs = 37
+        var w = [Float](repeating: 0, count: outputs * inputs)
+        for o in 0..<outputs { w[o * inputs] = Float(o - 18) * 2.75 }   // -49.5 ... 49.5 per unit input
+        var x = [Float](repeating: 0, count: rows * inputs)
+        for r in 0..<rows { x[r * inputs] = Float(r - 4) * 0.5 + 0.1 }  // -1.9 ... 2.1
+        let bias = (0..<outputs).map { Float($0 % 5) * 0.01 }
+        onEveryPackedPath(threads: 2) { isa in
+            var reference = [Float](repeating: 0, count: rows * outputs)
+            linearReference(&reference, x, w, bias, rows, inputs, outputs)
+            var expected = reference
+            geluReference(&expected, reference, reference.count)
+            let activated = product(w, x, bias: bias, rows: rows, inputs: inputs, outputs: outputs, mode: .gelu)
+            for i in 0..<expected.count {
+                XCTAssertEqual(activated[i], expected[i], accuracy: 2e-6 * max(1, abs(expected[i])),
+                               "\(isa): pre-activation \(reference[i])")
+            }
+        }
+    }
+
     /// Each row computed alone, and the whole batch on 1 and 2 threads, give the same bits.
     func testARowsResultDoesNotDependOnTheBatchOrTheThreads() {
         let rows = 150, inputs = 192, outputs = 200
