@@ -6,6 +6,7 @@
 
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #include <immintrin.h>
+#include <math.h>
 
 #define RIND_A512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
 
@@ -51,6 +52,36 @@ static inline __attribute__((always_inline)) RIND_A512 __m512 rind_gelu512(__m51
     __mmask16 negative = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_LT_OQ);
     __m512 onePlusErf = _mm512_mask_blend_ps(negative, _mm512_sub_ps(_mm512_set1_ps(2.0f), y), y);
     return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), onePlusErf);
+}
+
+/// x (N, C): each row replaced by its softmax: the row's maximum subtracted, differences held at
+/// or above -80 (as the row kernels' softmax), e^x and its sum in one pass (16 partial sums, then
+/// across the lanes), then scaled by 1 / sum. A row's result does not depend on the other rows.
+static inline RIND_A512 void rind_softmax_rows512(float *x, long N, long C) {
+    __mmask16 tail = (__mmask16)((1u << (C % 16)) - 1);
+    long full = C / 16 * 16;
+    for (long r = 0; r < N; r++) {
+        float *row = x + r * C;
+        __m512 m = _mm512_set1_ps(-INFINITY);
+        for (long i = 0; i < full; i += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(row + i));
+        if (tail) m = _mm512_mask_max_ps(m, tail, m, _mm512_maskz_loadu_ps(tail, row + full));
+        __m512 maxv = _mm512_set1_ps(_mm512_reduce_max_ps(m));
+        const __m512 floor = _mm512_set1_ps(-80.0f);
+        __m512 sum = _mm512_setzero_ps();
+        for (long i = 0; i < full; i += 16) {
+            __m512 e = rind_exp512(_mm512_max_ps(floor, _mm512_sub_ps(_mm512_loadu_ps(row + i), maxv)));
+            _mm512_storeu_ps(row + i, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        if (tail) {
+            __m512 e = rind_exp512(_mm512_max_ps(floor, _mm512_sub_ps(_mm512_maskz_loadu_ps(tail, row + full), maxv)));
+            _mm512_mask_storeu_ps(row + full, tail, e);
+            sum = _mm512_mask_add_ps(sum, tail, sum, e);
+        }
+        __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+        for (long i = 0; i < full; i += 16) _mm512_storeu_ps(row + i, _mm512_mul_ps(_mm512_loadu_ps(row + i), inv));
+        if (tail) _mm512_mask_storeu_ps(row + full, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, row + full), inv));
+    }
 }
 
 #endif

@@ -225,7 +225,11 @@ struct LayerNormWeights {
         self.width = width
     }
 
+    /// On the `packed` backend the rows are split over the matrix threads (its pool).
     func callAsFunction(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, rows: Int) {
+        if MatmulBackend.current == .packed {
+            return layerNormOnMatrixThreads(out, inp, weight, bias, rows, width)
+        }
         layerNorm(out, inp, weight, bias, rows, width)
     }
 }

@@ -108,6 +108,17 @@ public func layerNorm(
     rind_layer_norm(out, inp, weight, bias, N, C, eps)
 }
 
+/// `layerNorm` over bands of rows on the packed backend's pool, on the matrix threads
+/// (`BLASThreads`); each row's bits are those of `layerNorm`.
+@inlinable
+public func layerNormOnMatrixThreads(
+    _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
+    _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
+    _ N: Int, _ C: Int, eps: Float = 1e-6
+) {
+    rind_layer_norm_pool(out, inp, weight, bias, N, C, eps, rind_gemm_threads())
+}
+
 /// Reference of `layerNorm` (double accumulation).
 public func layerNormReference(
     _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,

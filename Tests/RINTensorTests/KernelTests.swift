@@ -118,6 +118,27 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Split over the packed backend's pool, every row keeps the bits of the one-thread kernel,
+    /// in place too, on every path and thread count (sizes below and above the 16384-value split).
+    func testLayerNormOnTheMatrixThreadsGivesTheSameBits() {
+        for threads in [1, 2, 3] {
+            onEveryPackedPath(threads: threads) { isa in
+                for (N, C) in [(3, 40), (64, 256), (301, 192)] {
+                    let inp = random(N * C, seed: UInt64(N), scale: 3), w = random(C, seed: 9), b = random(C, seed: 10)
+                    var one = [Float](repeating: 0, count: N * C), pooled = one
+                    layerNorm(&one, inp, w, b, N, C)
+                    layerNormOnMatrixThreads(&pooled, inp, w, b, N, C)
+                    XCTAssertEqual(pooled, one, "\(isa), \(threads) threads, (\(N), \(C))")
+                    var inPlace = inp
+                    inPlace.withUnsafeMutableBufferPointer {
+                        layerNormOnMatrixThreads($0.baseAddress!, $0.baseAddress!, w, b, N, C)
+                    }
+                    XCTAssertEqual(inPlace, one, "in place: \(isa), \(threads) threads, (\(N), \(C))")
+                }
+            }
+        }
+    }
+
     func testLayerNormInPlace() {
         ComputePath.forEach { path in
             print("path: \(path)")
