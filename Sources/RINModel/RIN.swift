@@ -164,7 +164,8 @@ struct Linear {
         self.inputs = inputs
         self.outputs = outputs
         if source.providesValues && MatmulBackend.current == .packed {
-            let storage = TensorStorage(floats: PackedLinearWeight.floatCount(inputs: inputs, outputs: outputs))
+            let storage = TensorStorage(floats: PackedLinearWeight.floatCount(inputs: inputs, outputs: outputs),
+                                        hugePages: true)
             packed = PackedLinearWeight(packing: stored, inputs: inputs, outputs: outputs, into: storage.floats)
             source.keep(storage)
             source.discard(stored)

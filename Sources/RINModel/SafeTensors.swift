@@ -7,13 +7,23 @@ final class TensorStorage: @unchecked Sendable {
     let byteCount: Int
     private let mapped: Bool
 
-    /// An owned, zeroed buffer of `floats` values.
-    init(floats: Int) {
+    /// An owned, zeroed buffer of `floats` values. With `hugePages`, a buffer of 2 MiB or more
+    /// starts on a 2 MiB boundary and its whole 2 MiB pages are advised to the kernel's transparent
+    /// huge pages (`madvise`; used where THP is `always` or `madvise`, ignored where `never`): a
+    /// step streams every packed weight once, and with 4 KiB pages each 4 KiB of a weight panel
+    /// cost a page walk (cold panels measured 3-12% faster on huge pages, one thread).
+    init(floats: Int, hugePages: Bool = false) {
         byteCount = max(1, floats) * MemoryLayout<Float>.stride
-        base = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 64)
+        let huge = Self.hugePageBytes
+        let advise = hugePages && byteCount >= huge
+        base = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: advise ? huge : 64)
+        if advise { _ = madvise(base, byteCount / huge * huge, MADV_HUGEPAGE) }
         base.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
         mapped = false
     }
+
+    /// The x86-64 transparent huge page.
+    static let hugePageBytes = 2 << 20
 
     /// A private read-only map of a whole file.
     init(mapping path: String) throws(CheckpointError) {
