@@ -1,4 +1,5 @@
 #include "rind_gemm.h"
+#include "rind_kernels.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -25,6 +26,9 @@ static void open_dnnl(void) {
     // times slower than letting them sleep. Read once by the OpenMP runtime when it loads, so set before
     // dlopen; an operator's own OMP_WAIT_POLICY wins.
     setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
+    // RIND_CPU_ISA=avx2 (rind_cpu_isa_cap): oneDNN's JIT held to AVX2 too, as on an AVX2-only CPU.
+    if (rind_cpu_isa_cap() == 1) setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 0);
+    if (rind_cpu_isa_cap() == 0) setenv("ONEDNN_MAX_CPU_ISA", "SSE41", 0);
     const char *names[] = {"libdnnl.so.2", "libdnnl.so.3", "libdnnl.so"};
     void *handle = NULL;
     for (unsigned i = 0; i < sizeof names / sizeof names[0] && !handle; i++)
@@ -74,10 +78,11 @@ int rind_dnnl_sgemm(char transa, char transb, long M, long N, long K, float alph
 const char *rind_cpu_vector_isa(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+    int cap = rind_cpu_isa_cap() < 0 ? 2 : rind_cpu_isa_cap();
+    if (cap >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
         return "avx512";
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2";
+    if (cap >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2";
     return "sse";
 #else
     return "other";

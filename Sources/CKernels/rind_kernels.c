@@ -5,6 +5,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 
 // 16 lanes: one AVX-512 register, two AVX2 registers. The loops are written so that the
 // compiler's vectorizer maps them onto whichever registers the code path targets, without
@@ -72,10 +73,19 @@ static const kernel_table *table_for(int isa) {
 static _Atomic(const kernel_table *) current;
 static atomic_int current_isa = -1;
 
+int rind_cpu_isa_cap(void) {
+    const char *v = getenv("RIND_CPU_ISA");
+    if (!v || !*v || strcmp(v, "avx512") == 0) return 2;
+    if (strcmp(v, "avx2") == 0) return 1;
+    if (strcmp(v, "baseline") == 0) return 0;
+    return -1;
+}
+
 static const kernel_table *kernels(void) {
     const kernel_table *t = atomic_load_explicit(&current, memory_order_acquire);
     if (t) return t;
-    int best = supported(2) ? 2 : (supported(1) ? 1 : 0);
+    int cap = rind_cpu_isa_cap() < 0 ? 2 : rind_cpu_isa_cap();
+    int best = supported(2) && cap >= 2 ? 2 : (supported(1) && cap >= 1 ? 1 : 0);
     rind_kernels_set_isa(best);
     return atomic_load_explicit(&current, memory_order_acquire);
 }

@@ -62,7 +62,28 @@ public enum MatmulBackend: String, CaseIterable, Sendable, CustomStringConvertib
         }
     }
 
-    /// The widest x86 vector extension of this CPU: "avx512", "avx2", "sse" or "other".
+    /// What is wrong with the engine's environment variables, in one sentence, or nil when each is
+    /// unset or valid: RIND_MATMUL (a backend of `available`) and RIND_CPU_ISA (avx512, avx2 or
+    /// baseline: the widest vector unit rind may use, `rind_cpu_isa_cap`). `rind` refuses to start
+    /// on it rather than silently run another path.
+    public static var environmentProblem: String? {
+        let environment = ProcessInfo.processInfo.environment
+        if let value = environment["RIND_CPU_ISA"], !value.isEmpty, rind_cpu_isa_cap() < 0 {
+            return "RIND_CPU_ISA=\(value) is not one of avx512, avx2, baseline"
+        }
+        if let value = environment["RIND_MATMUL"], !value.isEmpty {
+            guard let backend = MatmulBackend(rawValue: value.lowercased()) else {
+                return "RIND_MATMUL=\(value) is not one of openblas, onednn, packed"
+            }
+            guard available.contains(backend) else {
+                return "RIND_MATMUL=\(value): oneDNN (libdnnl) is not installed here"
+            }
+        }
+        return nil
+    }
+
+    /// The widest x86 vector extension of this CPU, as capped by RIND_CPU_ISA: "avx512", "avx2",
+    /// "sse" or "other".
     public static var cpuVectorISA: String { String(cString: rind_cpu_vector_isa()) }
 
     /// A one-line description for benchmarks and logs: backend, library version, kernels.

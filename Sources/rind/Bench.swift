@@ -223,6 +223,7 @@ struct Bench: AsyncParsableCommand {
         let parametersCount = RINNetwork.tensorShapes(for: config).reduce(0) { $0 + $1.shape.reduce(1, *) }
         let result: [String: Any] = [
             "config": String(parts[0]), "batch": batch, "threads": BLASThreads.current, "matmul": MatmulBackend.current.rawValue,
+            "kernels": KernelISA.current.description,
             "seconds_per_step": median, "min_seconds": times.first!,
             "gflop_per_step": RINNetwork.flopsPerImage(config) * Double(batch) / 1e9,
             "peak_rss_bytes": Int(usage.ru_maxrss) * 1024, "parameters": parametersCount,

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RINTensor
 
 /// The `rind` executable only wires the layers together: each subcommand lives in its own file.
 @main
@@ -15,6 +16,10 @@ struct Rind: AsyncParsableCommand {
     static func main() async {
         do {
             var command = try parseAsRoot()
+            if let problem = MatmulBackend.environmentProblem {
+                FileHandle.standardError.write(Data("rind: \(problem)\n".utf8))
+                Foundation.exit(2)
+            }
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {

@@ -4,8 +4,9 @@ import XCTest
 /// `rind sample` as a user runs it: the built binary, the bundled checkpoint, a real PNG written, and
 /// exit status 2 with one line on stderr for every kind of bad argument.
 final class CommandLineTests: XCTestCase {
-    func rind(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
-        try runRind(arguments)
+    func rind(_ arguments: [String], environment: [String: String] = [:]) throws
+        -> (status: Int32, stdout: String, stderr: String) {
+        try runRind(arguments, environment: environment)
     }
 
     override func setUpWithError() throws {
@@ -51,6 +52,30 @@ final class CommandLineTests: XCTestCase {
         }
     }
 
+    /// The engine's environment knobs: an unknown RIND_CPU_ISA or RIND_MATMUL is refused with one
+    /// line (exit 2) before anything runs, and RIND_CPU_ISA=avx2 makes a bench row run the AVX2
+    /// kernels and pick the matrix backend an AVX2-only CPU gets (oneDNN where installed).
+    func testEngineEnvironmentIsCheckedAndRINDCPUISACapsThePaths() throws {
+        for (name, value) in [("RIND_CPU_ISA", "sse9"), ("RIND_MATMUL", "cuda")] {
+            let result = try rind(["sample", "--steps", "1", "-o", "/tmp/never.png"], environment: [name: value])
+            XCTAssertEqual(result.status, 2, "\(name)=\(value): \(result.stderr)")
+            let lines = result.stderr.split(separator: "\n").filter { !$0.isEmpty }
+            XCTAssertEqual(lines.count, 1, "\(name)=\(value) printed:\n\(result.stderr)")
+            XCTAssertTrue(result.stderr.contains(name) && result.stderr.contains(value), result.stderr)
+        }
+        let row = ["bench", "--row", "cifar10-bundled:1", "--threads", "1", "--warmup", "0", "--repeats", "1"]
+        let capped = try rind(row, environment: ["RIND_CPU_ISA": "avx2"])
+        XCTAssertEqual(capped.status, 0, capped.stderr)
+        let figures = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(capped.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(figures["kernels"] as? String, "avx2")
+        XCTAssertNotEqual(figures["matmul"] as? String, "packed", "an AVX2-only CPU's automatic backend")
+        let baseline = try rind(row, environment: ["RIND_CPU_ISA": "baseline", "RIND_MATMUL": "packed"])
+        XCTAssertEqual(baseline.status, 0, baseline.stderr)
+        let portable = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(baseline.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(portable["kernels"] as? String, "baseline")
+        XCTAssertEqual(portable["matmul"] as? String, "packed")
+    }
+
     func testSampleWritesAPNGFromTheBundledCheckpoint() throws {
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("rind-cli-\(UUID()).png")
         defer { try? FileManager.default.removeItem(at: output) }
@@ -65,17 +90,27 @@ final class CommandLineTests: XCTestCase {
     }
 }
 
-/// Runs the built `rind` in the repository root; returns its exit status and standard error.
-func runRind(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
+/// Runs the built `rind` in the repository root, with `environment` added to this process's;
+/// returns its exit status, standard output and standard error.
+func runRind(_ arguments: [String], environment: [String: String] = [:]) throws
+    -> (status: Int32, stdout: String, stderr: String) {
     let process = Process()
     process.executableURL = DeployTests.rindBinary
     process.arguments = arguments
     process.currentDirectoryURL = DeployTests.root
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    // Standard output to a file: two pipes read one after the other could fill and block the child.
+    let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("rind-stdout-\(UUID())")
+    FileManager.default.createFile(atPath: outputFile.path, contents: nil)
+    defer { try? FileManager.default.removeItem(at: outputFile) }
+    let output = try FileHandle(forWritingTo: outputFile)
+    defer { try? output.close() }
     let errors = Pipe()
     process.standardError = errors
-    process.standardOutput = FileHandle.nullDevice
+    process.standardOutput = output
     try process.run()
     let data = errors.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    let stdout = (try? String(contentsOf: outputFile, encoding: .utf8)) ?? ""
+    return (process.terminationStatus, stdout, String(decoding: data, as: UTF8.self))
 }

@@ -33,8 +33,8 @@ void rind_gemm_set_threads(int threads);
 /// oneDNN's version as "major.minor.patch", or "" when not available.
 const char *rind_dnnl_version(void);
 
-/// The widest x86 vector extension this CPU and OS support: "avx512" (F, BW, DQ, VL), "avx2"
-/// (with FMA), "sse" or "other" (not x86).
+/// The widest x86 vector extension this CPU and OS support, held at RIND_CPU_ISA's cap
+/// (`rind_cpu_isa_cap`): "avx512" (F, BW, DQ, VL), "avx2" (with FMA), "sse" or "other" (not x86).
 const char *rind_cpu_vector_isa(void);
 
 #ifdef __cplusplus

@@ -38,6 +38,11 @@ void rind_exp(float *out, const float *inp, long n);
 /// Code paths: 0 baseline, 1 AVX2 + FMA, 2 AVX-512 (F, BW, DQ, VL).
 /// Whether this CPU can run path `isa`.
 int rind_kernels_supports(int isa);
+/// The widest path the process may choose by itself: RIND_CPU_ISA=avx2 or baseline makes rind
+/// behave as on a CPU without the wider units (its kernels, the ISA it reports, oneDNN's
+/// ONEDNN_MAX_CPU_ISA when the operator has not set it), to measure or work around a path; 2 when
+/// unset. -1 when RIND_CPU_ISA holds anything but avx512, avx2 or baseline (then it is ignored).
+int rind_cpu_isa_cap(void);
 /// The path in use (chosen on first use: the widest supported).
 int rind_kernels_isa(void);
 /// Switches every kernel to path `isa` (process-wide); -1 when this CPU cannot run it.
