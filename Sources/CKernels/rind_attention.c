@@ -1,6 +1,6 @@
 #include "rind_attention.h"
 #include "rind_kernels.h"
-#include "rind_math512.h"
+#include "rind_vector_math.h"
 #include "rind_pgemm_tiles.h"
 #include "rind_pool.h"
 

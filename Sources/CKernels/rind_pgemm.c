@@ -1,7 +1,7 @@
 #include "rind_pgemm.h"
 #include "rind_kernels.h"
 #include "rind_pgemm_tiles.h"
-#include "rind_math512.h"
+#include "rind_vector_math.h"
 #include "rind_pool.h"
 
 #include <string.h>
@@ -71,7 +71,7 @@ static void tile_portable(int rows, int panels, long K, const float *a, long lda
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #define HAVE_X86 1
 #define A512 RIND_A512
-#define A256 __attribute__((target("avx2,fma")))
+#define A256 RIND_A256
 
 // Panel rows fetched ahead: the weights come from L3 or memory on a layer's first row block (a
 // step reads every weight once), where the hardware prefetcher alone left the kernel about 15%
@@ -176,9 +176,50 @@ A512 static void tile_avx512(int rows, int panels, long K, const float *a, long 
 #undef CASE1
 }
 
+// The AVX2 epilogue: rows x (up to) 16 columns of panel q, from accumulators c0 (columns 0-7) and
+// c1 (8-15), written with masked loads and stores at rows row0.. of the tile.
+static inline __attribute__((always_inline)) A256 void put256(const int rows, const __m256 *c0, const __m256 *c1,
+                                                               const rind_tile_out *o, int row0, int q) {
+    int cols = o->cols - q * PANEL < PANEL ? o->cols - q * PANEL : PANEL;
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols), lane);
+    __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols - 8), lane);
+    long ld = o->ld;
+    float *out = o->out + row0 * ld + q * PANEL;
+    const float *bias = o->bias ? o->bias + q * PANEL : NULL;
+    __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
+    if (bias) { b0 = _mm256_maskload_ps(bias, m0); b1 = _mm256_maskload_ps(bias + 8, m1); }
+    __m256 s = _mm256_set1_ps(o->scale);
+    for (int i = 0; i < 6; i++) {
+        if (i >= rows) break;
+        float *d = out + i * ld;
+        __m256 v0 = c0[i], v1 = c1[i];
+        switch (o->mode) {
+        case RIND_TILE_ACCUMULATE:
+            if (bias) { v0 = _mm256_add_ps(v0, b0); v1 = _mm256_add_ps(v1, b1); }
+            v0 = _mm256_add_ps(_mm256_maskload_ps(d, m0), v0);
+            v1 = _mm256_add_ps(_mm256_maskload_ps(d + 8, m1), v1);
+            break;
+        case RIND_TILE_GELU:
+            if (bias) { v0 = _mm256_add_ps(v0, b0); v1 = _mm256_add_ps(v1, b1); }
+            v0 = rind_gelu256(v0);
+            v1 = rind_gelu256(v1);
+            break;
+        case RIND_TILE_SCALE:
+            v0 = _mm256_mul_ps(s, v0);
+            v1 = _mm256_mul_ps(s, v1);
+            break;
+        default:
+            if (bias) { v0 = _mm256_add_ps(v0, b0); v1 = _mm256_add_ps(v1, b1); }
+        }
+        _mm256_maskstore_ps(d, m0, v0);
+        _mm256_maskstore_ps(d + 8, m1, v1);
+    }
+}
+
 // 6 rows x 1 panel (two 8-float halves): 12 accumulators of the 16 ymm registers.
-static inline __attribute__((always_inline)) A256 void k256(const int rows, long K, const float *a,
-                                                             long lda, const float *b, float *tile) {
+static inline __attribute__((always_inline)) A256 void k256(const int rows, long K, const float *a, long lda,
+                                                             const float *b, const rind_tile_out *o, int row0, int q) {
     __m256 c0[6], c1[6];
     for (int i = 0; i < 6; i++) if (i < rows) { c0[i] = _mm256_setzero_ps(); c1[i] = _mm256_setzero_ps(); }
     for (long k = 0; k < K; k++) {
@@ -190,31 +231,26 @@ static inline __attribute__((always_inline)) A256 void k256(const int rows, long
                 c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
             }
     }
-    for (int i = 0; i < 6; i++)
-        if (i < rows) { _mm256_storeu_ps(tile + i * TILE_LD, c0[i]); _mm256_storeu_ps(tile + i * TILE_LD + 8, c1[i]); }
+    put256(rows, c0, c1, o, row0, q);
 }
 
 A256 static void tile_avx2(int rows, int panels, long K, const float *a, long lda, const float *b,
                            const rind_tile_out *o) {
-    float tile[MAX_ROWS * TILE_LD] __attribute__((aligned(32)));
     for (int q = 0; q < panels; q++) {
         const float *bq = b + (long)q * K * PANEL;
-        float *tq = tile + q * PANEL;
         for (int r = 0; r < rows; r += 6) {
             int n = rows - r < 6 ? rows - r : 6;
             const float *ar = a + r * lda;
-            float *tr = tq + r * TILE_LD;
             switch (n) {
-            case 6: k256(6, K, ar, lda, bq, tr); break;
-            case 5: k256(5, K, ar, lda, bq, tr); break;
-            case 4: k256(4, K, ar, lda, bq, tr); break;
-            case 3: k256(3, K, ar, lda, bq, tr); break;
-            case 2: k256(2, K, ar, lda, bq, tr); break;
-            default: k256(1, K, ar, lda, bq, tr); break;
+            case 6: k256(6, K, ar, lda, bq, o, r, q); break;
+            case 5: k256(5, K, ar, lda, bq, o, r, q); break;
+            case 4: k256(4, K, ar, lda, bq, o, r, q); break;
+            case 3: k256(3, K, ar, lda, bq, o, r, q); break;
+            case 2: k256(2, K, ar, lda, bq, o, r, q); break;
+            default: k256(1, K, ar, lda, bq, o, r, q); break;
             }
         }
     }
-    tile_write(tile, rows, o);
 }
 
 // Packing with strideK = 1 (a row-major weight, attention's keys): a gather per panel row.

@@ -1,8 +1,9 @@
-// exp and GELU on AVX-512 registers, for the packed backend's epilogues and attention (internal to
-// CKernels). The same algorithms as kernels_body.inc's fast_exp and fast_gelu (its comments have
-// the error bounds), written with intrinsics so that they run on values still in registers.
-#ifndef RIND_MATH512_H
-#define RIND_MATH512_H
+// exp, GELU and softmax on AVX-512 and AVX2 registers, for the packed backend's epilogues and
+// attention (internal to CKernels). The same algorithms as kernels_body.inc's fast_exp and
+// fast_gelu (its comments have the error bounds), written with intrinsics so that they run on
+// values still in registers.
+#ifndef RIND_VECTOR_MATH_H
+#define RIND_VECTOR_MATH_H
 
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #include <immintrin.h>
@@ -82,6 +83,55 @@ static inline RIND_A512 void rind_softmax_rows512(float *x, long N, long C) {
         for (long i = 0; i < full; i += 16) _mm512_storeu_ps(row + i, _mm512_mul_ps(_mm512_loadu_ps(row + i), inv));
         if (tail) _mm512_mask_storeu_ps(row + full, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, row + full), inv));
     }
+}
+
+// MARK: AVX2 + FMA
+
+#define RIND_A256 __attribute__((target("avx2,fma")))
+
+/// rind_exp512 on 8 lanes: 2^k as two factors built in the exponent bits (no VSCALEFPS in AVX2),
+/// so that k = 128 and k down to -150 need no exponent outside the normal range.
+static inline __attribute__((always_inline)) RIND_A256 __m256 rind_exp256(__m256 x) {
+    x = _mm256_min_ps(_mm256_set1_ps(89.0f), _mm256_max_ps(_mm256_set1_ps(-104.0f), x));
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.442695040888963f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693145751953125f), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(1.428606765330187e-06f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i ki = _mm256_cvtps_epi32(k);
+    __m256i k1 = _mm256_srai_epi32(_mm256_add_epi32(ki, _mm256_srli_epi32(ki, 31)), 1);   // ki / 2, toward 0
+    __m256i k2 = _mm256_sub_epi32(ki, k1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, bias), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+/// rind_gelu512 on 8 lanes (the reciprocal from the 12-bit estimate and one Newton step).
+static inline __attribute__((always_inline)) RIND_A256 __m256 rind_gelu256(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    __m256 z = _mm256_mul_ps(x, _mm256_set1_ps(0.7071067811865476f));
+    __m256 a = _mm256_and_ps(z, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)));
+    __m256 d = _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), a, one);
+    __m256 t0 = _mm256_rcp_ps(d);
+    __m256 t = _mm256_mul_ps(t0, _mm256_fnmadd_ps(d, t0, _mm256_set1_ps(2.0f)));
+    __m256 p = _mm256_set1_ps(1.061405429f);
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+    __m256 e = rind_exp256(_mm256_max_ps(_mm256_set1_ps(-80.0f), _mm256_fnmadd_ps(a, a, zero)));
+    __m256 y = _mm256_mul_ps(_mm256_mul_ps(p, t), e);
+    __m256 negative = _mm256_cmp_ps(z, zero, _CMP_LT_OQ);
+    __m256 onePlusErf = _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(2.0f), y), y, negative);
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), onePlusErf);
 }
 
 #endif
