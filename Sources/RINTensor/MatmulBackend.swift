@@ -11,11 +11,13 @@ import Foundation
 /// pool; it holds about 26% less weight memory and its rows do not depend on the batch.
 /// `automatic` prefers `packed` on CPUs with AVX-512, where interleaved side-by-side runs measured
 /// it faster than oneDNN on every benchmark row (docs/PERFORMANCE.md), and oneDNN on CPUs with AVX2
-/// only (the AVX2 micro-kernels are tested but were not measured against it on such a CPU): a
+/// only (held to AVX2 with RIND_CPU_ISA=avx2, rind's AVX2 micro-kernels led on small products and
+/// trailed oneDNN's on large ones): a
 /// distribution OpenBLAS that predates a CPU model falls back to generic kernels (Debian's 0.3.21
 /// runs its SSE3 "Prescott" kernels on the Sapphire Rapids machines this project is built on: a
 /// step measured about 4x slower than with oneDNN there). The operator may force one with
-/// RIND_MATMUL=openblas|onednn|packed.
+/// RIND_MATMUL=openblas|onednn|packed, and make rind treat the CPU as an AVX2-only or baseline one
+/// with RIND_CPU_ISA=avx2|baseline (`rind_cpu_isa_cap`).
 public enum MatmulBackend: String, CaseIterable, Sendable, CustomStringConvertible {
     case openBLAS = "openblas"
     case oneDNN = "onednn"
