@@ -9,6 +9,7 @@ import RINCluster
 import RINDiffusion
 import RINJobs
 import RINModel
+import RINTestSupport
 import XCTest
 
 final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
@@ -183,7 +184,7 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
         let renewing = Flag(true)
         let frozen = try makeBox(name: "frozen", holdAt: 2, renewLeases: { renewing.value })
         let id = try frozen.service.submit(JobRequest(classIndex: 0, seed: 555, count: 2)).job.id
-        XCTAssertEqual(frozen.gate.waitHeld(), id)
+        XCTAssertEqual(frozen.gate.waitUntilHeld(), id)
         renewing.value = false
         let rescuer = try makeBox(name: "rescuer")
         let end = try waitForEnd(rescuer.service, id)
@@ -209,7 +210,7 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
     func testDrainGivesRunningJobsBackToTheCluster() throws {
         let leaving = try makeBox(name: "leaving", holdAt: 1)
         let id = try leaving.service.submit(JobRequest(seed: 77, count: 1)).job.id
-        XCTAssertEqual(leaving.gate.waitHeld(), id)
+        XCTAssertEqual(leaving.gate.waitUntilHeld(), id)
         let staying = try makeBox(name: "staying")
         let drained = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
@@ -236,7 +237,7 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
     func testDatabaseRestartMidRunLosesNoJob() throws {
         let box = try makeBox(name: "box", holdAt: 2)
         let running = try box.service.submit(JobRequest(seed: 11, count: 1)).job.id
-        XCTAssertEqual(box.gate.waitHeld(), running)
+        XCTAssertEqual(box.gate.waitUntilHeld(), running)
         // Another box, which may take the job over if the outage outlasts the lease.
         let observer = try makeBox(name: "observer")
         XCTAssertTrue(box.service.storageWritable())
@@ -276,14 +277,14 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
         let name: String
         let service: JobService
         let store: PostgresJobStore
-        let gate: StepGate
+        let gate: StepGate<JobID>
     }
 
     /// A box: its own store (own pool, own LISTEN connection) and service on the database.
     private func makeBox(name: String, workers: Int = 1, maxQueue: Int = 16,
                          holdAt: Int? = nil, renewLeases: (@Sendable () -> Bool)? = nil) throws -> Box {
         let store = try makeStore(box: name, prepare: false)
-        let gate = StepGate(holdAt: holdAt)
+        let gate = StepGate<JobID>(holdAt: holdAt)
         var configuration = JobService.Configuration(
             stateDirectory: URL(fileURLWithPath: "/nonexistent/cluster-mode-needs-no-state-dir"),
             workers: workers, maxQueue: maxQueue, keepJobs: 100, previewEvery: 0, subscriberBuffer: 64)
@@ -374,55 +375,6 @@ private struct ServiceEncoder: ImageEncoder {
 
     func encodePreview(_ images: [ImagePixels]) throws -> Data {
         images.reduce(into: Data()) { $0.append(Self.bytes($1)) }
-    }
-}
-
-/// One box's step gate: holds the first job that reaches `holdAt` steps done until `open()`;
-/// records the steps each job was seen at.
-private final class StepGate: @unchecked Sendable {
-    private let condition = NSCondition()
-    private let holdAt: Int?
-    private var opened = false
-    private var heldJob: JobID?
-    private var calls: [JobID: [Int]] = [:]
-
-    init(holdAt: Int?) {
-        self.holdAt = holdAt
-    }
-
-    var hook: @Sendable (JobID, Int) -> Void { { [self] job, stepsDone in pass(job, stepsDone) } }
-
-    var held: JobID? { condition.withLock { heldJob } }
-    func steps(of job: JobID) -> [Int] { condition.withLock { calls[job] ?? [] } }
-
-    func waitHeld(file: StaticString = #filePath, line: UInt = #line) -> JobID? {
-        condition.lock()
-        defer { condition.unlock() }
-        let deadline = Date(timeIntervalSinceNow: 120)
-        while heldJob == nil {
-            if !condition.wait(until: deadline) {
-                XCTFail("no job reached the gate", file: file, line: line)
-                return nil
-            }
-        }
-        return heldJob
-    }
-
-    func open() {
-        condition.withLock {
-            opened = true
-            condition.broadcast()
-        }
-    }
-
-    private func pass(_ job: JobID, _ stepsDone: Int) {
-        condition.lock()
-        defer { condition.unlock() }
-        calls[job, default: []].append(stepsDone)
-        guard !opened, stepsDone == holdAt, heldJob == nil || heldJob == job else { return }
-        if heldJob == nil { heldJob = job }
-        condition.broadcast()
-        while !opened { condition.wait() }
     }
 }
 
