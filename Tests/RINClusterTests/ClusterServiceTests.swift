@@ -140,9 +140,9 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
         let second = try boxes[1].service.submit(JobRequest(seed: 2)).job.id
         try waitUntil("both boxes run one job") { boxes.allSatisfy { $0.gate.held != nil } }
         XCTAssertEqual(Set(boxes.compactMap(\.gate.held)), [first, second])
-        _ = try boxes[0].service.submit(JobRequest(seed: 3))
+        let third = try boxes[0].service.submit(JobRequest(seed: 3)).job
         let fourth = try boxes[1].service.submit(JobRequest(seed: 4)).job
-        XCTAssertEqual(fourth.queuePosition, 2)
+        XCTAssertEqual([third.queuePosition, fourth.queuePosition], [1, 2], "from the submit's own answer")
         for box in boxes {
             XCTAssertThrowsError(try box.service.submit(JobRequest(seed: 5)), box.name) { error in
                 guard case .queueFull = error as? JobError else { return XCTFail("\(error)") }
@@ -173,7 +173,9 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
             _ = try boxes[1].service.submit(different, idempotencyKey: "order-17")
         }
         XCTAssertEqual(try waitForEnd(boxes[1].service, first.job.id).kind, .succeeded)
-        XCTAssertTrue(try boxes[0].service.submit(request, idempotencyKey: "order-17").replayed)
+        let replayOfFinished = try boxes[0].service.submit(request, idempotencyKey: "order-17")
+        XCTAssertTrue(replayOfFinished.replayed)
+        XCTAssertNil(replayOfFinished.job.queuePosition, "a finished job has no place in the queue")
         XCTAssertEqual(try boxes[0].service.listJobs().total, 1)
     }
 
