@@ -73,17 +73,21 @@ let package = Package(
 
         // Tests mirror targets, one test target per target. Shared fixtures live in Tests/Fixtures and are found
         // from #filePath, so no test target bundles resources.
+        // Test support only (test targets depend on it, nothing else): the helpers several test targets share
+        // (a throwaway PostgreSQL server, a step gate, running a process, the test venv's python). It imports
+        // no rind target, so the tests of every layer may use it.
+        .target(name: "RINTestSupport", path: "Tests/RINTestSupport"),
         .testTarget(name: "RINTensorTests", dependencies: ["RINTensor"]),
         .testTarget(name: "RINModelTests", dependencies: ["RINModel", "RINTensor"]),
         .testTarget(name: "RINDiffusionTests", dependencies: ["RINDiffusion", "RINModel", "RINTensor", "CAllocationCounter"]),
-        .testTarget(name: "RINImageTests", dependencies: ["RINImage"]),
-        .testTarget(name: "RINJobsTests", dependencies: ["RINJobs", "RINDiffusion", "RINModel"]),
+        .testTarget(name: "RINImageTests", dependencies: ["RINImage", "RINTestSupport"]),
+        .testTarget(name: "RINJobsTests", dependencies: ["RINJobs", "RINDiffusion", "RINModel", "RINTestSupport"]),
         .testTarget(name: "RINClusterTests", dependencies: [
-            "RINCluster", "RINJobs", "RINDiffusion", "RINModel",
+            "RINCluster", "RINJobs", "RINDiffusion", "RINModel", "RINTestSupport",
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "RINServerTests", dependencies: ["RINServer", "RINJobs", "RINImage"]),
-        .testTarget(name: "DeployTests"),
+        .testTarget(name: "RINServerTests", dependencies: ["RINServer", "RINJobs", "RINImage", "RINTestSupport"]),
+        .testTarget(name: "DeployTests", dependencies: ["RINTestSupport"]),
     ]
 )

@@ -10,8 +10,10 @@ extension PostgresJobStore {
     /// Inserts a queued job under the submit lock, so the count of queued jobs and the insert are
     /// one step for the whole cluster. A used idempotency key returns the existing job (replay);
     /// the unique index on the key backs this up. The store has no wait estimate: `queueFull`
-    /// carries `retryAfter: 0`, which the service replaces with its own.
-    public func submit(_ record: JobRecord, maxQueued: Int) throws(JobError) -> (record: JobRecord, replayed: Bool) {
+    /// carries `retryAfter: 0`, which the service replaces with its own. The queue figures come
+    /// from the same transaction: for a new job, the count taken under the lock plus the job itself
+    /// (it is the newest `seq`, so the last queued); for a replay, read as `queueFigures` reads them.
+    public func submit(_ record: JobRecord, maxQueued: Int) throws(JobError) -> SharedSubmission {
         let json = try Self.encode(record)
         let logger = logger
         do {
@@ -21,7 +23,11 @@ extension PostgresJobStore {
                     let existing = try await Self.records(connection.query(
                         "SELECT \(unescaped: Self.recordColumns) FROM rind_jobs WHERE idempotency_key = \(key)",
                         logger: logger))
-                    if let existing = existing.first { return (existing, true) }
+                    if let existing = existing.first {
+                        let figures = try await Self.queueFigures(of: existing.id, on: connection, logger: logger)
+                        return SharedSubmission(record: existing, replayed: true, queuePosition: figures.position,
+                                                queuedCount: figures.queued)
+                    }
                 }
                 let rows = try await connection.query(
                     "SELECT count(*)::bigint FROM rind_jobs WHERE status = 'queued'", logger: logger)
@@ -29,21 +35,44 @@ extension PostgresJobStore {
                 for try await count in rows.decode(Int.self) { queued = count }
                 if queued >= maxQueued { throw JobError.queueFull(retryAfter: 0) }
                 try await Self.insert(record, json: json, on: connection, logger: logger)
-                return (record, false)
+                let isQueued = record.status == .queued
+                return SharedSubmission(record: record, replayed: false, queuePosition: isQueued ? queued + 1 : nil,
+                                        queuedCount: isQueued ? queued + 1 : queued)
             }
         } catch {
             // Two boxes racing past the lock cannot happen, but a key inserted by `create` can.
             if case let .storage(_, message) = error, message.hasPrefix(SQLState.uniqueViolation),
                let key = record.idempotencyKey {
-                let existing = try call { connection in
-                    try await Self.records(connection.query(
+                let existing = try call { connection -> SharedSubmission? in
+                    let records = try await Self.records(connection.query(
                         "SELECT \(unescaped: Self.recordColumns) FROM rind_jobs WHERE idempotency_key = \(key)",
                         logger: logger))
+                    guard let existing = records.first else { return nil }
+                    let figures = try await Self.queueFigures(of: existing.id, on: connection, logger: logger)
+                    return SharedSubmission(record: existing, replayed: true, queuePosition: figures.position,
+                                            queuedCount: figures.queued)
                 }
-                if let existing = existing.first { return (existing, true) }
+                if let existing { return existing }
             }
             throw error
         }
+    }
+
+    /// A job's queue position (nil when it is not queued) and the number of queued jobs, in one
+    /// statement (the position counted as `queuePositions(of:)` counts it).
+    static func queueFigures(of id: JobID, on connection: PostgresConnection,
+                             logger: Logger) async throws -> (position: Int?, queued: Int) {
+        let rows = try await connection.query("""
+            SELECT count(*)::bigint,
+                   count(*) FILTER (WHERE seq <= (SELECT seq FROM rind_jobs WHERE id = \(id.rawValue)
+                                                                            AND status = 'queued'))::bigint
+            FROM rind_jobs WHERE status = 'queued'
+            """, logger: logger)
+        var figures: (position: Int?, queued: Int) = (nil, 0)
+        for try await (queued, position) in rows.decode((Int, Int).self) {
+            figures = (position > 0 ? position : nil, queued)
+        }
+        return figures
     }
 
     /// Inserts a record's row and announces it when it is queued.

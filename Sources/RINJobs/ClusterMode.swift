@@ -51,7 +51,7 @@ final class ClusterRuntime: @unchecked Sendable {
     let keeper: LeaseKeeper
     let watchers: RemoteWatchers
     /// `rind_cluster_queue_depth` (gauge): queued jobs over all boxes, as this box last read it
-    /// (every lease renewal round, and after each claim).
+    /// (every lease renewal round, after each claim, and from each submit's answer).
     let clusterQueueDepth = Gauge(label: "rind_cluster_queue_depth")
     /// `rind_cluster_runs_dropped_total` (counter): runs this box dropped because another box holds
     /// the job now (its lease had expired) or the job was deleted elsewhere.

@@ -21,15 +21,18 @@ extension JobService {
 
     // MARK: - Submitting
 
-    /// `submit` in cluster mode: the store queues it (the cluster's bound, its idempotency keys).
+    /// `submit` in cluster mode: the store queues it (the cluster's bound, its idempotency keys)
+    /// and answers the job's queue position and the queued count in the same round trip.
     func clusterSubmit(_ record: JobRecord, _ cluster: ClusterRuntime) throws(JobError) -> JobSubmission {
         guard registry.lock.withLock({ registry.accepting }) else { throw .shuttingDown }
-        let (stored, replayed) = try cluster.store.submit(record, maxQueued: configuration.maxQueue)
-        if replayed, stored.request != record.request, let key = record.idempotencyKey {
+        let submitted = try cluster.store.submit(record, maxQueued: configuration.maxQueue)
+        let stored = submitted.record
+        if submitted.replayed, stored.request != record.request, let key = record.idempotencyKey {
             throw .idempotencyConflict(key: key, existing: stored.id)
         }
-        cluster.refreshQueueGauge()
-        return JobSubmission(job: remoteSnapshot(stored, cluster), replayed: replayed)
+        cluster.clusterQueueDepth.record(submitted.queuedCount)
+        return JobSubmission(job: JobSnapshot(record: stored, queuePosition: submitted.queuePosition),
+                             replayed: submitted.replayed)
     }
 
     // MARK: - Reading

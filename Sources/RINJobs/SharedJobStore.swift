@@ -47,6 +47,27 @@ public enum SharedStoreEvent: Sendable, Equatable {
     case reconnected
 }
 
+/// What `SharedJobStore.submit` answers: the job, and the queue figures the caller needs, read in
+/// the same transaction (no further round trips for the submitter's answer and the queue gauge).
+public struct SharedSubmission: Sendable, Equatable {
+    /// The new job's record, or the existing job's when `replayed`.
+    public var record: JobRecord
+    /// True when `record` is an existing job with the same idempotency key (nothing was inserted).
+    public var replayed: Bool
+    /// The job's place in the cluster's queue (1 for the next queued job the cluster runs, as
+    /// `queuePosition(of:)` counts); nil when it is not queued (a replayed job that already ran).
+    public var queuePosition: Int?
+    /// Queued jobs over the cluster after the submit (`queuedCount()`), for the queue gauge.
+    public var queuedCount: Int
+
+    public init(record: JobRecord, replayed: Bool, queuePosition: Int?, queuedCount: Int) {
+        self.record = record
+        self.replayed = replayed
+        self.queuePosition = queuePosition
+        self.queuedCount = queuedCount
+    }
+}
+
 /// The shared store; see the contract at the top of this file.
 public protocol SharedJobStore: JobStorage {
     /// This process's lease-holder name (box name + a per-start suffix), unique in the cluster.
@@ -55,8 +76,9 @@ public protocol SharedJobStore: JobStorage {
     /// Queues a new job. The queue bound is the cluster's: more than `maxQueued` queued jobs over
     /// all boxes throws `queueFull`. When `record.idempotencyKey` is already used by a job that is
     /// not deleted, returns that job's record with `replayed == true` and inserts nothing (the
-    /// caller compares the requests). Announces `.queued`.
-    func submit(_ record: JobRecord, maxQueued: Int) throws(JobError) -> (record: JobRecord, replayed: Bool)
+    /// caller compares the requests). Announces `.queued`. Answers, from the same transaction, the
+    /// job's queue position and the cluster's queued count, so that a submit is one round trip.
+    func submit(_ record: JobRecord, maxQueued: Int) throws(JobError) -> SharedSubmission
 
     /// The job's record; throws `gone` for a deleted or expired one and `notFound` for an unknown.
     func fetch(_ id: JobID) throws(JobError) -> JobRecord

@@ -1,4 +1,5 @@
 import Foundation
+import RINTestSupport
 import XCTest
 
 #if canImport(Glibc)

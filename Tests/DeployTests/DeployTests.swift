@@ -1,4 +1,5 @@
 import Foundation
+import RINTestSupport
 import XCTest
 
 #if canImport(Glibc)
@@ -211,20 +212,10 @@ final class DeployTests: XCTestCase {
             .filter { !$0.hasPrefix("#") && !$0.isEmpty }
     }
 
+    /// `runProcess` in the repository root.
     func run(_ executable: String, _ arguments: [String],
              environment: [String: String]? = nil) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.currentDirectoryURL = Self.root
-        if let environment { process.environment = environment }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runProcess(executable, arguments, environment: environment, directory: Self.root)
     }
 }
 

@@ -9,6 +9,7 @@ import RINCluster
 import RINDiffusion
 import RINJobs
 import RINModel
+import RINTestSupport
 import XCTest
 
 final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
@@ -139,9 +140,9 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
         let second = try boxes[1].service.submit(JobRequest(seed: 2)).job.id
         try waitUntil("both boxes run one job") { boxes.allSatisfy { $0.gate.held != nil } }
         XCTAssertEqual(Set(boxes.compactMap(\.gate.held)), [first, second])
-        _ = try boxes[0].service.submit(JobRequest(seed: 3))
+        let third = try boxes[0].service.submit(JobRequest(seed: 3)).job
         let fourth = try boxes[1].service.submit(JobRequest(seed: 4)).job
-        XCTAssertEqual(fourth.queuePosition, 2)
+        XCTAssertEqual([third.queuePosition, fourth.queuePosition], [1, 2], "from the submit's own answer")
         for box in boxes {
             XCTAssertThrowsError(try box.service.submit(JobRequest(seed: 5)), box.name) { error in
                 guard case .queueFull = error as? JobError else { return XCTFail("\(error)") }
@@ -172,7 +173,9 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
             _ = try boxes[1].service.submit(different, idempotencyKey: "order-17")
         }
         XCTAssertEqual(try waitForEnd(boxes[1].service, first.job.id).kind, .succeeded)
-        XCTAssertTrue(try boxes[0].service.submit(request, idempotencyKey: "order-17").replayed)
+        let replayOfFinished = try boxes[0].service.submit(request, idempotencyKey: "order-17")
+        XCTAssertTrue(replayOfFinished.replayed)
+        XCTAssertNil(replayOfFinished.job.queuePosition, "a finished job has no place in the queue")
         XCTAssertEqual(try boxes[0].service.listJobs().total, 1)
     }
 
@@ -183,7 +186,7 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
         let renewing = Flag(true)
         let frozen = try makeBox(name: "frozen", holdAt: 2, renewLeases: { renewing.value })
         let id = try frozen.service.submit(JobRequest(classIndex: 0, seed: 555, count: 2)).job.id
-        XCTAssertEqual(frozen.gate.waitHeld(), id)
+        XCTAssertEqual(frozen.gate.waitUntilHeld(), id)
         renewing.value = false
         let rescuer = try makeBox(name: "rescuer")
         let end = try waitForEnd(rescuer.service, id)
@@ -209,7 +212,7 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
     func testDrainGivesRunningJobsBackToTheCluster() throws {
         let leaving = try makeBox(name: "leaving", holdAt: 1)
         let id = try leaving.service.submit(JobRequest(seed: 77, count: 1)).job.id
-        XCTAssertEqual(leaving.gate.waitHeld(), id)
+        XCTAssertEqual(leaving.gate.waitUntilHeld(), id)
         let staying = try makeBox(name: "staying")
         let drained = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
@@ -236,7 +239,7 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
     func testDatabaseRestartMidRunLosesNoJob() throws {
         let box = try makeBox(name: "box", holdAt: 2)
         let running = try box.service.submit(JobRequest(seed: 11, count: 1)).job.id
-        XCTAssertEqual(box.gate.waitHeld(), running)
+        XCTAssertEqual(box.gate.waitUntilHeld(), running)
         // Another box, which may take the job over if the outage outlasts the lease.
         let observer = try makeBox(name: "observer")
         XCTAssertTrue(box.service.storageWritable())
@@ -276,14 +279,14 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
         let name: String
         let service: JobService
         let store: PostgresJobStore
-        let gate: StepGate
+        let gate: StepGate<JobID>
     }
 
     /// A box: its own store (own pool, own LISTEN connection) and service on the database.
     private func makeBox(name: String, workers: Int = 1, maxQueue: Int = 16,
                          holdAt: Int? = nil, renewLeases: (@Sendable () -> Bool)? = nil) throws -> Box {
         let store = try makeStore(box: name, prepare: false)
-        let gate = StepGate(holdAt: holdAt)
+        let gate = StepGate<JobID>(holdAt: holdAt)
         var configuration = JobService.Configuration(
             stateDirectory: URL(fileURLWithPath: "/nonexistent/cluster-mode-needs-no-state-dir"),
             workers: workers, maxQueue: maxQueue, keepJobs: 100, previewEvery: 0, subscriberBuffer: 64)
@@ -374,55 +377,6 @@ private struct ServiceEncoder: ImageEncoder {
 
     func encodePreview(_ images: [ImagePixels]) throws -> Data {
         images.reduce(into: Data()) { $0.append(Self.bytes($1)) }
-    }
-}
-
-/// One box's step gate: holds the first job that reaches `holdAt` steps done until `open()`;
-/// records the steps each job was seen at.
-private final class StepGate: @unchecked Sendable {
-    private let condition = NSCondition()
-    private let holdAt: Int?
-    private var opened = false
-    private var heldJob: JobID?
-    private var calls: [JobID: [Int]] = [:]
-
-    init(holdAt: Int?) {
-        self.holdAt = holdAt
-    }
-
-    var hook: @Sendable (JobID, Int) -> Void { { [self] job, stepsDone in pass(job, stepsDone) } }
-
-    var held: JobID? { condition.withLock { heldJob } }
-    func steps(of job: JobID) -> [Int] { condition.withLock { calls[job] ?? [] } }
-
-    func waitHeld(file: StaticString = #filePath, line: UInt = #line) -> JobID? {
-        condition.lock()
-        defer { condition.unlock() }
-        let deadline = Date(timeIntervalSinceNow: 120)
-        while heldJob == nil {
-            if !condition.wait(until: deadline) {
-                XCTFail("no job reached the gate", file: file, line: line)
-                return nil
-            }
-        }
-        return heldJob
-    }
-
-    func open() {
-        condition.withLock {
-            opened = true
-            condition.broadcast()
-        }
-    }
-
-    private func pass(_ job: JobID, _ stepsDone: Int) {
-        condition.lock()
-        defer { condition.unlock() }
-        calls[job, default: []].append(stepsDone)
-        guard !opened, stepsDone == holdAt, heldJob == nil || heldJob == job else { return }
-        if heldJob == nil { heldJob = job }
-        condition.broadcast()
-        while !opened { condition.wait() }
     }
 }
 

@@ -4,6 +4,7 @@
 import Foundation
 import RINCluster
 import RINJobs
+import RINTestSupport
 import XCTest
 
 final class OutageTests: PostgresTestCase, @unchecked Sendable {
@@ -85,7 +86,7 @@ final class OutageTests: PostgresTestCase, @unchecked Sendable {
     }
 
     func testDatabaseCrash() throws {
-        try checkOutage { _ = try ThrowawayPostgres.run(["kill", server.directory.path]) }
+        try checkOutage { try server.kill() }
     }
 
     func testUnreachableDatabaseAnswersQuickly() throws {

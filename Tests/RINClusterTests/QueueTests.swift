@@ -49,6 +49,36 @@ final class QueueTests: PostgresTestCase, @unchecked Sendable {
         XCTAssertNil(try other.queuePosition(of: JobID("00000000000000aa")!))
     }
 
+    /// A submit answers the job's queue position and the cluster's queued count from its own
+    /// transaction, the same figures `queuePosition(of:)` and `queuedCount()` read afterwards.
+    func testSubmitAnswersItsQueuePositionAndTheQueuedCount() throws {
+        let a = try makeStore(box: "a")
+        let b = try makeStore(box: "b")
+        let submitted = [try a.submit(queuedRecord(seed: 1), maxQueued: 10),
+                         try b.submit(queuedRecord(key: "k", seed: 2), maxQueued: 10),
+                         try a.submit(queuedRecord(seed: 3), maxQueued: 10)]
+        XCTAssertEqual(submitted.map(\.queuePosition), [1, 2, 3])
+        XCTAssertEqual(submitted.map(\.queuedCount), [1, 2, 3])
+        XCTAssertEqual(try submitted.map { try b.queuePosition(of: $0.record.id) }, [1, 2, 3])
+
+        // A replay answers the existing job's place; a claim moves the queue up.
+        let replay = try a.submit(queuedRecord(key: "k", seed: 2), maxQueued: 10)
+        XCTAssertTrue(replay.replayed)
+        XCTAssertEqual([replay.queuePosition, replay.queuedCount], [2, 3])
+        XCTAssertEqual(try b.claim(models: ["cifar10"], limit: 1, lease: .seconds(60)).map(\.id), [submitted[0].record.id])
+        let fourth = try b.submit(queuedRecord(seed: 4), maxQueued: 10)
+        XCTAssertEqual([fourth.queuePosition, fourth.queuedCount], [3, 3])
+        let again = try b.submit(queuedRecord(key: "k", seed: 2), maxQueued: 10)
+        XCTAssertEqual([again.queuePosition, again.queuedCount], [1, 3])
+
+        // A replay of a job that left the queue has no position.
+        XCTAssertEqual(try a.claim(models: ["cifar10"], limit: 1, lease: .seconds(60)).map(\.id), [submitted[1].record.id])
+        let running = try a.submit(queuedRecord(key: "k", seed: 2), maxQueued: 10)
+        XCTAssertTrue(running.replayed)
+        XCTAssertNil(running.queuePosition)
+        XCTAssertEqual(running.queuedCount, 2)
+    }
+
     func testQueueBoundHoldsOverTheCluster() throws {
         let a = try makeStore(box: "a")
         let b = try makeStore(box: "b")

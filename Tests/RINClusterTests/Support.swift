@@ -1,4 +1,4 @@
-// A real, throwaway PostgreSQL server per test class (scripts/pg-throwaway.sh) and a fresh
+// A real, throwaway PostgreSQL server per test class (RINTestSupport's ThrowawayPostgres) and a fresh
 // database per test, plus the stores ("boxes") and records the tests use.
 import Foundation
 import Logging
@@ -6,78 +6,15 @@ import PostgresNIO
 import RINCluster
 import RINDiffusion
 import RINJobs
+import RINTestSupport
 import XCTest
 
-/// One throwaway PostgreSQL cluster on loopback, in a folder under /tmp (the server runs as user
-/// `postgres` when the tests run as root, so the folder must not sit inside a private one).
-final class ThrowawayPostgres: @unchecked Sendable {
-    static let script = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("scripts/pg-throwaway.sh")
-
-    let directory: URL
-    let password: String
-    private var databases = 0
-    private let lock = NSLock()
-
-    init() throws {
-        var template = Array("/tmp/rind-pg.XXXXXX".utf8CString)
-        guard let path = mkdtemp(&template) else { throw Failure("mkdtemp failed") }
-        directory = URL(fileURLWithPath: String(cString: path))
-        _ = try Self.run(["start", directory.path])
-        password = try String(contentsOf: directory.appendingPathComponent("password"), encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    /// A fresh database on this server.
-    func createDatabase() throws -> DatabaseURL {
-        let number = lock.withLock { () -> Int in
-            databases += 1
-            return databases
-        }
-        let url: String
-        do {
-            url = try Self.run(["createdb", directory.path, "t\(number)"])
-        } catch {
-            let log = (try? String(contentsOf: directory.appendingPathComponent("server.log"), encoding: .utf8)) ?? ""
-            throw Failure("\(error)\nserver.log:\n\(log.suffix(2000))")
-        }
-        // sslmode left at its default, prefer: the throwaway server has no TLS, so this also
-        // checks the fallback to plain TCP that a server without certificates gets.
-        return try DatabaseURL(parsing: url.trimmingCharacters(in: .whitespacesAndNewlines))
-    }
-
-    func stop() throws { _ = try Self.run(["stop", directory.path]) }
-    func start() throws { _ = try Self.run(["start", directory.path]) }
-    func destroy() { _ = try? Self.run(["destroy", directory.path]) }
-
-    /// Runs `scripts/pg-throwaway.sh arguments...`; its standard output. Spawned and reaped
-    /// directly (posix_spawn, waitpid), output through files: under Foundation's `Process` the
-    /// server the script starts did not survive the script (seen here).
-    @discardableResult
-    static func run(_ arguments: [String]) throws -> String {
-        let base = NSTemporaryDirectory() + "/rind-pg-script-\(UUID().uuidString)"
-        let output = base + ".out"
-        let errors = base + ".err"
-        defer {
-            unlink(output)
-            unlink(errors)
-        }
-        let argv = ["/bin/bash", "-c", #"out=$1 err=$2; shift 2; exec /bin/bash "$@" >"$out" 2>"$err" </dev/null"#,
-                    "pg-throwaway", output, errors, script.path] + arguments
-        var cArguments = argv.map { strdup($0) } + [nil]
-        defer { for pointer in cArguments { free(pointer) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, "/bin/bash", nil, nil, &cArguments, environ)
-        guard spawned == 0 else { throw Failure("cannot start pg-throwaway.sh: errno \(spawned)") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-        guard status == 0 else {
-            let problems = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
-            throw Failure("pg-throwaway.sh \(arguments.joined(separator: " ")) failed (wait status \(status)): \(problems)")
-        }
-        return text
+extension ThrowawayPostgres {
+    /// A fresh database on this server, parsed. sslmode left at its default, prefer: the throwaway
+    /// server has no TLS, so this also checks the fallback to plain TCP that a server without
+    /// certificates gets.
+    func createDatabaseURL() throws -> DatabaseURL {
+        try DatabaseURL(parsing: createDatabase())
     }
 }
 
@@ -103,7 +40,7 @@ class PostgresTestCase: XCTestCase, @unchecked Sendable {
     }
 
     override class func tearDown() {
-        server?.destroy()
+        try? server?.destroy()
         server = nil
         super.tearDown()
     }
@@ -118,7 +55,7 @@ class PostgresTestCase: XCTestCase, @unchecked Sendable {
             throw Self.serverError ?? Failure("no PostgreSQL server")
         }
         self.server = server
-        database = try server.createDatabase()
+        database = try server.createDatabaseURL()
     }
 
     override func tearDown() {

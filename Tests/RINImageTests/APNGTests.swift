@@ -1,5 +1,6 @@
 import Foundation
 import RINImage
+import RINTestSupport
 import XCTest
 
 /// Animated PNG: the chunk layout APNG 1.0 requires (order, sequence numbers, CRCs), round trips
@@ -129,7 +130,7 @@ final class APNGTests: XCTestCase {
 
     /// Pillow (scripts/check-apng.py, in the test venv) decodes the frames back exactly.
     func testPillowDecodesTheFrames() throws {
-        let python = try Self.testPython()
+        let python = try testPython()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rind-apng-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -139,39 +140,10 @@ final class APNGTests: XCTestCase {
             let raw = directory.appendingPathComponent("clip-\(channels).raw")
             try APNG.encode(frames: input, fps: fps).write(to: apng)
             try Data(input.flatMap(\.pixels)).write(to: raw)
-            let (status, output) = try Self.run(python, [Self.projectRoot.appendingPathComponent("scripts/check-apng.py").path,
-                                                         apng.path, raw.path, "\(count)", "13", "7", "\(channels)", "\(fps)"])
+            let (status, output) = try runProcess(python, [TestProject.root.appendingPathComponent("scripts/check-apng.py").path,
+                                                           apng.path, raw.path, "\(count)", "13", "7", "\(channels)", "\(fps)"])
             XCTAssertEqual(status, 0, output)
             XCTAssertTrue(output.contains("0 failure(s)"), output)
         }
-    }
-
-    static let projectRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-
-    /// The test venv's python (scripts/test-python-env.sh); skips only where python3 is missing.
-    static func testPython() throws -> String {
-        guard try run("/usr/bin/env", ["sh", "-c", "command -v python3"]).status == 0 else {
-            throw XCTSkip("python3 is not installed")
-        }
-        let (status, output) = try run("/bin/sh", [projectRoot.appendingPathComponent("scripts/test-python-env.sh").path])
-        guard status == 0, let python = output.split(separator: "\n").last.map(String.init) else {
-            XCTFail("scripts/test-python-env.sh failed:\n\(output)")
-            throw XCTSkip("no test venv")
-        }
-        return python
-    }
-
-    static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }

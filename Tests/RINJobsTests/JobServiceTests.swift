@@ -2,6 +2,7 @@ import Foundation
 import RINDiffusion
 import RINJobs
 import RINModel
+import RINTestSupport
 import XCTest
 
 final class JobServiceTests: XCTestCase {
@@ -174,7 +175,7 @@ final class JobServiceTests: XCTestCase {
     }
 
     func testBeforeStepHookHoldsTheJobUntilItReturns() throws {
-        let recorder = StepRecorder(holdAt: 2)
+        let recorder = StepGate<JobID>(holdAt: 2)
         let service = try makeService(self, state: try makeStateDirectory(self), beforeStep: recorder.hook)
         let held = try service.submit(JobRequest(seed: 21)).job
         XCTAssertEqual(recorder.waitUntilHeld(), held.id)
@@ -186,7 +187,7 @@ final class JobServiceTests: XCTestCase {
         XCTAssertEqual(next.queuePosition, 1)
         XCTAssertTrue(try service.cancel(held.id).cancelRequested)
         XCTAssertEqual(try service.job(held.id).status, .running, "the cancel waits for the hook")
-        recorder.release()
+        recorder.open()
         // The cancel is seen right after the hook returns: no further step.
         let canceled = try waitForEnd(service, held.id)
         XCTAssertEqual(canceled.kind, .canceled)

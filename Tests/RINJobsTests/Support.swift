@@ -79,56 +79,6 @@ final class RawEncoder: ImageEncoder, @unchecked Sendable {
     func failPreview() { condition.withLock { failPreviews = true } }
 }
 
-/// Records every `beforeStep` call and holds the first job that reaches `holdAt` steps until
-/// `release()`: a job pinned running at a known step, whatever the speed of the machine.
-final class StepRecorder: @unchecked Sendable {
-    private let condition = NSCondition()
-    private let holdAt: Int
-    private var calls: [JobID: [Int]] = [:]
-    private var heldJob: JobID?
-    private var released = false
-
-    init(holdAt: Int) {
-        self.holdAt = holdAt
-    }
-
-    var hook: @Sendable (JobID, Int) -> Void { { [self] job, stepsDone in record(job, stepsDone) } }
-
-    /// The steps-done values the hook saw for `job`, in order.
-    func steps(of job: JobID) -> [Int] { condition.withLock { calls[job] ?? [] } }
-
-    /// Waits until a job is held and returns it; nil (and a failure) if none came.
-    func waitUntilHeld(file: StaticString = #filePath, line: UInt = #line) -> JobID? {
-        condition.lock()
-        defer { condition.unlock() }
-        let deadline = Date(timeIntervalSinceNow: 300)
-        while heldJob == nil {
-            if !condition.wait(until: deadline) {
-                XCTFail("no job reached the step gate", file: file, line: line)
-                return nil
-            }
-        }
-        return heldJob
-    }
-
-    func release() {
-        condition.withLock {
-            released = true
-            condition.broadcast()
-        }
-    }
-
-    private func record(_ job: JobID, _ stepsDone: Int) {
-        condition.lock()
-        defer { condition.unlock() }
-        calls[job, default: []].append(stepsDone)
-        guard stepsDone == holdAt, heldJob == nil || heldJob == job else { return }
-        heldJob = job
-        condition.broadcast()
-        while !released { condition.wait() }
-    }
-}
-
 /// A wall clock the test moves.
 final class TestClock: @unchecked Sendable {
     private let lock = NSLock()

@@ -1,5 +1,6 @@
 import Foundation
 import RINImage
+import RINTestSupport
 import XCTest
 
 /// Video models through the real server (tiny-video fixture: 4 frames of 8x8, 5 fps): the clip as
@@ -57,12 +58,12 @@ final class ClipAPITests: XCTestCase {
         XCTAssertEqual(sheet.width, 4 * 8 + 3 * 2)
 
         // Pillow decodes the served APNG to the same frames.
-        let python = try OpenAPIConformanceTests.testPython()
+        let python = try testPython()
         let directory = Fixtures.temporaryDirectory("rind-clip")
         defer { try? FileManager.default.removeItem(at: directory) }
         try Data(clip.body).write(to: directory.appendingPathComponent("clip.png"))
         try Data(animation.frames.flatMap(\.pixels)).write(to: directory.appendingPathComponent("clip.raw"))
-        let (status, output) = try OpenAPIConformanceTests.run(python, [
+        let (status, output) = try runProcess(python, [
             Fixtures.projectRoot.appendingPathComponent("scripts/check-apng.py").path,
             directory.appendingPathComponent("clip.png").path, directory.appendingPathComponent("clip.raw").path,
             "4", "8", "8", "3", "5",

@@ -3,6 +3,7 @@ import Logging
 import RINJobs
 import RINModel
 import RINServer
+import RINTestSupport
 import XCTest
 
 #if canImport(Glibc)
@@ -79,7 +80,7 @@ struct SmallTmpfs {
             throw XCTSkip("mounting a tmpfs needs root")
         }
         path = Fixtures.temporaryDirectory("rind-tmpfs")
-        let (status, output) = try OpenAPIConformanceTests.run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(bytes)", "tmpfs", path.path])
+        let (status, output) = try runProcess("/bin/mount", ["-t", "tmpfs", "-o", "size=\(bytes)", "tmpfs", path.path])
         guard status == 0 else {
             print("DiskFullTests: skipped: cannot mount a tmpfs: \(output)")
             throw XCTSkip("cannot mount a tmpfs: \(output)")
@@ -99,7 +100,7 @@ struct SmallTmpfs {
     }
 
     func unmount() {
-        _ = try? OpenAPIConformanceTests.run("/bin/umount", ["-l", path.path])
+        _ = try? runProcess("/bin/umount", ["-l", path.path])
         try? FileManager.default.removeItem(at: path)
     }
 }

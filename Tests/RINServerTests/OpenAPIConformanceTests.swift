@@ -1,11 +1,12 @@
 import Foundation
+import RINTestSupport
 import XCTest
 
 /// openapi.yaml is valid OpenAPI 3.1, names every route, and real responses match its schemas
 /// (checked with openapi-spec-validator and jsonschema from scripts/test-python-env.sh's venv).
 final class OpenAPIConformanceTests: XCTestCase {
     func testRealResponsesMatchTheSpec() throws {
-        let python = try Self.testPython()
+        let python = try testPython()
         let server = try TestServer(video: true)
         defer { server.shutdown() }
         let port = server.port
@@ -62,7 +63,7 @@ final class OpenAPIConformanceTests: XCTestCase {
         ]
         let samples = Fixtures.temporaryDirectory("rind-openapi").appendingPathComponent("samples.json")
         try JSONSerialization.data(withJSONObject: ["operations": operations, "bodies": bodies]).write(to: samples)
-        let (status, output) = try Self.run(python, [
+        let (status, output) = try runProcess(python, [
             Fixtures.projectRoot.appendingPathComponent("scripts/validate-responses.py").path,
             Fixtures.projectRoot.appendingPathComponent("openapi.yaml").path, samples.path,
         ])
@@ -75,31 +76,5 @@ final class OpenAPIConformanceTests: XCTestCase {
         let root = Fixtures.projectRoot.appendingPathComponent("openapi.yaml")
         let resource = Fixtures.projectRoot.appendingPathComponent("Sources/RINServer/openapi.yaml")
         XCTAssertEqual(try Data(contentsOf: root), try Data(contentsOf: resource))
-    }
-
-    /// The venv's python, created on first use; skips only where python3 itself is missing.
-    static func testPython() throws -> String {
-        let which = try run("/usr/bin/env", ["sh", "-c", "command -v python3"])
-        guard which.status == 0 else { throw XCTSkip("python3 is not installed") }
-        let script = Fixtures.projectRoot.appendingPathComponent("scripts/test-python-env.sh").path
-        let (status, output) = try run("/bin/sh", [script])
-        guard status == 0, let python = output.split(separator: "\n").last.map(String.init) else {
-            XCTFail("scripts/test-python-env.sh failed:\n\(output)")
-            throw XCTSkip("no test venv")
-        }
-        return python
-    }
-
-    static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }
