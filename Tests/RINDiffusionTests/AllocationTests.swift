@@ -22,14 +22,33 @@ final class AllocationTests: XCTestCase {
         XCTAssertEqual(rind_allocations_interposed(), 1, "malloc is not interposed: the counts below would be meaningless")
     }
 
-    /// (all, outside the matrix libraries) allocations made by `steps` calls of `run.step()` after a first one.
+    /// (all, outside the matrix libraries) allocations made by `steps` calls of `run.step()` after a
+    /// first one; of up to three such windows, the one with the fewest outside the libraries.
+    ///
+    /// The counter sees every thread of this test process, and threads other tests left behind
+    /// (a retention timer, a database client reconnecting) sometimes allocate inside a window (the
+    /// full suite measured 18-160 such allocations in 5 of 9 windows, none in the same windows run
+    /// alone). A step that allocates does so in every window, so it still fails.
     func allocations(_ run: SamplingRun, steps: Int) -> (all: Int, rind: Int) {
-        run.step()
+        allocations(steps: steps, finished: { run.isFinished }, step: run.step)
+    }
+
+    /// `allocations(_:steps:)` for any step: `step` once uncounted, then up to three windows.
+    func allocations(steps: Int, finished: () -> Bool, step: () -> Void) -> (all: Int, rind: Int) {
+        step()
         for library in Self.matrixLibraries { _ = rind_allocations_attribute_library(library) }
-        rind_allocations_start()
-        for _ in 0..<steps { run.step() }
-        let all = rind_allocations_stop()
-        return (all, all - rind_allocations_attributed())
+        var fewest: (all: Int, rind: Int)?
+        for _ in 0..<3 {
+            // A finished run's step() does nothing, so every window must have steps left to take.
+            XCTAssertFalse(finished(), "the run has no steps left for a window")
+            rind_allocations_start()
+            for _ in 0..<steps { step() }
+            let all = rind_allocations_stop()
+            let counts = (all: all, rind: all - rind_allocations_attributed())
+            if fewest == nil || counts.rind < fewest!.rind { fewest = counts }
+            if counts.rind == 0 { break }
+        }
+        return fewest!
     }
 
     /// Asserts that nothing outside the matrix libraries allocated.
@@ -51,7 +70,7 @@ final class AllocationTests: XCTestCase {
         let config = checkpoint.config
         var cases: [(String, SamplingParameters)] = []
         var ddim = SamplingParameters.defaults(for: config)
-        ddim.steps = 6
+        ddim.steps = 14   // one uncounted step and up to three windows of 4
         ddim.count = 3
         ddim.guidance = 0
         cases.append(("ddim, 3 images", ddim))
@@ -79,7 +98,7 @@ final class AllocationTests: XCTestCase {
     func testBatchedStepsOfSeveralRunsAllocateNothing() throws {
         let checkpoint = try RINCheckpoint.load(from: fixtures.appendingPathComponent("checkpoints/tiny"))
         var ddim = SamplingParameters.defaults(for: checkpoint.config)
-        ddim.steps = 6
+        ddim.steps = 14   // one uncounted step and up to three windows of 4
         ddim.guidance = 0
         var ddpm = ddim
         ddpm.sampler = .ddpm
@@ -91,12 +110,8 @@ final class AllocationTests: XCTestCase {
         try ComputePath.forEach { path in
             let runs = try [ddim, ddpm, guided].map { try SamplingRun(checkpoint: checkpoint, parameters: $0) }
             let batch = SamplingBatch(checkpoint: checkpoint, rows: runs.reduce(0) { $0 + $1.rows })
-            batch.step(runs)
-            for library in Self.matrixLibraries { _ = rind_allocations_attribute_library(library) }
-            rind_allocations_start()
-            for _ in 0..<4 { batch.step(runs) }
-            let all = rind_allocations_stop()
-            check((all, all - rind_allocations_attributed()), path, "tiny, 3 runs in one batch, 4 steps")
+            let counts = allocations(steps: 4, finished: { runs.contains { $0.isFinished } }, step: { batch.step(runs) })
+            check(counts, path, "tiny, 3 runs in one batch, 4 steps")
         }
     }
 
@@ -106,7 +121,7 @@ final class AllocationTests: XCTestCase {
             .appendingPathComponent("Training/configs/cifar10-bundled.json")
         let config = try RINConfig.decode(Data(contentsOf: url), file: url.path)
         var parameters = SamplingParameters.defaults(for: config)
-        parameters.steps = 5
+        parameters.steps = 10   // one uncounted step and up to three windows of 3
         parameters.guidance = 3  // one guided image: a batch of 2
         parameters.classIndex = 4
         let threads = BLASThreads.current
