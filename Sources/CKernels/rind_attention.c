@@ -1,6 +1,5 @@
 #include "rind_attention.h"
 #include "rind_kernels.h"
-#include "rind_vector_math.h"
 #include "rind_pgemm_tiles.h"
 #include "rind_pool.h"
 
@@ -27,7 +26,6 @@ typedef struct {
     float scale;
     float *packs, *scratch;
     rind_tile_fn kernel;
-    int avx512;
 } attention_call;
 
 // Task t packs k_h^T (even t) or v_h (odd t) of image and head t / 2.
@@ -62,11 +60,7 @@ static void rows_task(const void *context, long t, int slot) {
         o.cols = (int)(Nk - j0 < 2 * PANEL ? Nk - j0 : 2 * PANEL);
         a->kernel(rows, panels, hd, q, Cw, keys + j0 * hd, &o);
     }
-#ifdef RIND_A512
-    if (a->avx512) rind_softmax_rows512(scores, rows, Nk);
-    else
-#endif
-        rind_softmax_rows(scores, rows, Nk);
+    rind_softmax_rows(scores, rows, Nk);
     // out_h = scores v_h, 32 columns per pass.
     o = (rind_tile_out){NULL, Cw, NULL, RIND_TILE_STORE, 0, 1.0f};
     for (long d0 = 0; d0 < hd; d0 += 2 * PANEL) {
@@ -82,8 +76,7 @@ void rind_attention(float *out, const float *q, const float *k, const float *v, 
     if (B <= 0 || Nq <= 0 || Nk <= 0 || H <= 0) return;
     long hd = Cw / H;
     attention_call a = {out, q, k, v, B, Nq, Nk, Cw, H, hd, (Nq + ROWS - 1) / ROWS,
-                        1.0f / sqrtf((float)hd), packs, scratch, rind_pgemm_tile_kernel(),
-                        rind_kernels_isa() == 2};
+                        1.0f / sqrtf((float)hd), packs, scratch, rind_pgemm_tile_kernel()};
     int n = threads < slots ? threads : slots;
     rind_pool_run(pack_task, &a, 2 * B * H, n);
     rind_pool_run(rows_task, &a, B * H * a.queryBlocks, n);

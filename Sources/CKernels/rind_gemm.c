@@ -27,8 +27,9 @@ static void open_dnnl(void) {
     // dlopen; an operator's own OMP_WAIT_POLICY wins.
     setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
     // RIND_CPU_ISA=avx2 (rind_cpu_isa_cap): oneDNN's JIT held to AVX2 too, as on an AVX2-only CPU.
-    if (rind_cpu_isa_cap() == 1) setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 0);
-    if (rind_cpu_isa_cap() == 0) setenv("ONEDNN_MAX_CPU_ISA", "SSE41", 0);
+    int cap = rind_cpu_isa_cap();
+    if (cap == 1) setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 0);
+    if (cap == 0) setenv("ONEDNN_MAX_CPU_ISA", "SSE41", 0);
     const char *names[] = {"libdnnl.so.2", "libdnnl.so.3", "libdnnl.so"};
     void *handle = NULL;
     for (unsigned i = 0; i < sizeof names / sizeof names[0] && !handle; i++)
@@ -78,7 +79,8 @@ int rind_dnnl_sgemm(char transa, char transb, long M, long N, long K, float alph
 const char *rind_cpu_vector_isa(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
-    int cap = rind_cpu_isa_cap() < 0 ? 2 : rind_cpu_isa_cap();
+    int cap = rind_cpu_isa_cap();
+    if (cap < 0) cap = 2;
     if (cap >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
         return "avx512";
