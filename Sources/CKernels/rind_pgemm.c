@@ -177,15 +177,15 @@ A512 static void tile_avx512(int rows, int panels, long K, const float *a, long 
 }
 
 // The AVX2 epilogue: rows x (up to) 16 columns of panel q, from accumulators c0 (columns 0-7) and
-// c1 (8-15), written with masked loads and stores at rows row0.. of the tile.
+// c1 (8-15), written with masked loads and stores.
 static inline __attribute__((always_inline)) A256 void put256(const int rows, const __m256 *c0, const __m256 *c1,
-                                                               const rind_tile_out *o, int row0, int q) {
+                                                               const rind_tile_out *o, int q) {
     int cols = o->cols - q * PANEL < PANEL ? o->cols - q * PANEL : PANEL;
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols), lane);
     __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols - 8), lane);
     long ld = o->ld;
-    float *out = o->out + row0 * ld + q * PANEL;
+    float *out = o->out + q * PANEL;
     const float *bias = o->bias ? o->bias + q * PANEL : NULL;
     __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
     if (bias) { b0 = _mm256_maskload_ps(bias, m0); b1 = _mm256_maskload_ps(bias + 8, m1); }
@@ -219,11 +219,12 @@ static inline __attribute__((always_inline)) A256 void put256(const int rows, co
 
 // 6 rows x 1 panel (two 8-float halves): 12 accumulators of the 16 ymm registers.
 static inline __attribute__((always_inline)) A256 void k256(const int rows, long K, const float *a, long lda,
-                                                             const float *b, const rind_tile_out *o, int row0, int q) {
+                                                             const float *b, const rind_tile_out *o, int q) {
     __m256 c0[6], c1[6];
     for (int i = 0; i < 6; i++) if (i < rows) { c0[i] = _mm256_setzero_ps(); c1[i] = _mm256_setzero_ps(); }
     for (long k = 0; k < K; k++) {
         __m256 b0 = _mm256_loadu_ps(b + k * PANEL), b1 = _mm256_loadu_ps(b + k * PANEL + 8);
+        _mm_prefetch((const char *)(b + (k + PREFETCH) * PANEL), _MM_HINT_T0);
         for (int i = 0; i < 6; i++)
             if (i < rows) {
                 __m256 av = _mm256_broadcast_ss(a + i * lda + k);
@@ -231,24 +232,20 @@ static inline __attribute__((always_inline)) A256 void k256(const int rows, long
                 c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
             }
     }
-    put256(rows, c0, c1, o, row0, q);
+    put256(rows, c0, c1, o, q);
 }
 
 A256 static void tile_avx2(int rows, int panels, long K, const float *a, long lda, const float *b,
                            const rind_tile_out *o) {
     for (int q = 0; q < panels; q++) {
         const float *bq = b + (long)q * K * PANEL;
-        for (int r = 0; r < rows; r += 6) {
-            int n = rows - r < 6 ? rows - r : 6;
-            const float *ar = a + r * lda;
-            switch (n) {
-            case 6: k256(6, K, ar, lda, bq, o, r, q); break;
-            case 5: k256(5, K, ar, lda, bq, o, r, q); break;
-            case 4: k256(4, K, ar, lda, bq, o, r, q); break;
-            case 3: k256(3, K, ar, lda, bq, o, r, q); break;
-            case 2: k256(2, K, ar, lda, bq, o, r, q); break;
-            default: k256(1, K, ar, lda, bq, o, r, q); break;
-            }
+        switch (rows) {
+        case 6: k256(6, K, a, lda, bq, o, q); break;
+        case 5: k256(5, K, a, lda, bq, o, q); break;
+        case 4: k256(4, K, a, lda, bq, o, q); break;
+        case 3: k256(3, K, a, lda, bq, o, q); break;
+        case 2: k256(2, K, a, lda, bq, o, q); break;
+        default: k256(1, K, a, lda, bq, o, q); break;
         }
     }
 }
@@ -267,8 +264,6 @@ A512 static void pack_gather512(float *dst, const float *w, long C, long OC, lon
     }
 }
 #endif
-
-typedef rind_tile_fn tile_fn;
 
 void rind_pgemm_pack_strided(float *dst, const float *w, long C, long OC, long strideO, long strideK) {
     long panels = (OC + PANEL - 1) / PANEL;
@@ -302,23 +297,23 @@ void rind_pgemm_pack_strided(float *dst, const float *w, long C, long OC, long s
 
 void rind_pgemm_pack(float *dst, const float *w, long C, long OC) { rind_pgemm_pack_strided(dst, w, C, OC, C, 1); }
 
-rind_tile_fn rind_pgemm_tile_kernel(void) {
+rind_tile_kernel rind_pgemm_tile_kernel(void) {
 #ifdef HAVE_X86
     switch (rind_kernels_isa()) {
-    case 2: return tile_avx512;
-    case 1: return tile_avx2;
+    case 2: return (rind_tile_kernel){tile_avx512, 8};
+    case 1: return (rind_tile_kernel){tile_avx2, 6};
     }
 #endif
-    return tile_portable;
+    return (rind_tile_kernel){tile_portable, MAX_ROWS};
 }
 
 // MARK: one region of a product
 
 typedef struct {
     float *out; long ldOut; const float *inp; long ldInp; const float *packed; const float *bias;
-    long N, C, OC; int mode; tile_fn kernel;
+    long N, C, OC; int mode; rind_tile_kernel kernel;
     long groups;        // column groups of 2 panels (32 outputs)
-    long rowBlocks;     // blocks of MAX_ROWS rows
+    long rowBlocks;     // blocks of kernel.rows rows
     long columnTasks, rowTasks;
 } product;
 
@@ -326,8 +321,8 @@ typedef struct {
 static void run_region(const product *p, long r0, long r1, long g0, long g1) {
     long panels = (p->OC + PANEL - 1) / PANEL;
     // Rows in chunks whose input stays in L2 while every panel of the region passes over it.
-    long chunk = 65536 / (p->C > 0 ? p->C : 1);
-    chunk = chunk < MAX_ROWS ? MAX_ROWS : chunk / MAX_ROWS * MAX_ROWS;
+    long block = p->kernel.rows, chunk = 65536 / (p->C > 0 ? p->C : 1);
+    chunk = chunk < block ? block : chunk / block * block;
     for (long c0 = r0; c0 < r1; c0 += chunk) {
         long c1 = c0 + chunk < r1 ? c0 + chunk : r1;
         for (long g = g0; g < g1; g++) {
@@ -337,10 +332,10 @@ static void run_region(const product *p, long r0, long r1, long g0, long g1) {
             long cols = p->OC - col0 < np * PANEL ? p->OC - col0 : np * PANEL;
             const float *b = p->packed + firstPanel * p->C * PANEL;
             rind_tile_out o = {NULL, p->ldOut, p->bias ? p->bias + col0 : NULL, p->mode, (int)cols, 1.0f};
-            for (long r = c0; r < c1; r += MAX_ROWS) {
-                int rows = c1 - r < MAX_ROWS ? (int)(c1 - r) : MAX_ROWS;
+            for (long r = c0; r < c1; r += block) {
+                int rows = c1 - r < block ? (int)(c1 - r) : (int)block;
                 o.out = p->out + r * p->ldOut + col0;
-                p->kernel(rows, np, p->C, p->inp + r * p->ldInp, p->ldInp, b, &o);
+                p->kernel.run(rows, np, p->C, p->inp + r * p->ldInp, p->ldInp, b, &o);
             }
         }
     }
@@ -353,7 +348,7 @@ static void run_task(const void *context, long t, int slot) {
     const product *p = context;
     long rt = t / p->columnTasks, ct = t % p->columnTasks;
     long b0 = p->rowBlocks * rt / p->rowTasks, b1 = p->rowBlocks * (rt + 1) / p->rowTasks;
-    long r0 = b0 * MAX_ROWS, r1 = b1 * MAX_ROWS < p->N ? b1 * MAX_ROWS : p->N;
+    long block = p->kernel.rows, r0 = b0 * block, r1 = b1 * block < p->N ? b1 * block : p->N;
     long g0 = p->groups * ct / p->columnTasks, g1 = p->groups * (ct + 1) / p->columnTasks;
     if (r0 < r1 && g0 < g1) run_region(p, r0, r1, g0, g1);
 }
@@ -363,9 +358,9 @@ void rind_pgemm_prepare(int threads) { rind_pool_prepare(threads); }
 void rind_pgemm(float *out, long ldOut, const float *inp, long ldInp, const float *packed,
                 const float *bias, long N, long C, long OC, int mode, int threads) {
     if (N <= 0 || OC <= 0) return;
-    long groups = (OC + 2 * PANEL - 1) / (2 * PANEL), rowBlocks = (N + MAX_ROWS - 1) / MAX_ROWS;
-    product p = {out, ldOut, inp, ldInp, packed, bias, N, C, OC, mode, rind_pgemm_tile_kernel(),
-                 groups, rowBlocks, 1, 1};
+    rind_tile_kernel kernel = rind_pgemm_tile_kernel();
+    long groups = (OC + 2 * PANEL - 1) / (2 * PANEL), rowBlocks = (N + kernel.rows - 1) / kernel.rows;
+    product p = {out, ldOut, inp, ldInp, packed, bias, N, C, OC, mode, kernel, groups, rowBlocks, 1, 1};
     double flops = 2.0 * N * C * OC;
     // Products under ~2 MFLOP run on the calling thread: waking a worker costs more than it saves.
     // Larger ones are cut into about 8 tasks per thread (none under ~0.3 MFLOP), taken from a

@@ -26,14 +26,22 @@ typedef struct {
 } rind_tile_out;
 
 /// r (rows x 16*panels) = a (rows, K; row stride lda) times `panels` (1 or 2) consecutive packed
-/// panels starting at b (panel stride K * 16), written as `o` says; rows <= RIND_TILE_ROWS.
+/// panels starting at b (panel stride K * 16), written as `o` says; rows <= the kernel's `rows`.
 /// Each output is one left-to-right FMA chain over k, and its epilogue does not depend on the
 /// other rows or columns of the tile.
 typedef void (*rind_tile_fn)(int rows, int panels, long K, const float *a, long lda, const float *b,
                              const rind_tile_out *o);
 
-/// The micro-kernel of the row kernels' code path (`rind_kernels_isa`): AVX-512, AVX2 or portable.
-rind_tile_fn rind_pgemm_tile_kernel(void);
+/// A micro-kernel and the rows it takes per call (<= RIND_TILE_ROWS): callers cut their rows into
+/// blocks of `rows`, so that every full block fills the kernel's registers.
+typedef struct {
+    rind_tile_fn run;
+    int rows;
+} rind_tile_kernel;
+
+/// The micro-kernel of the row kernels' code path (`rind_kernels_isa`): AVX-512 (8 rows), AVX2
+/// (6 rows: 12 of its 16 registers accumulate) or portable (8 rows).
+rind_tile_kernel rind_pgemm_tile_kernel(void);
 
 /// dst = the packed form (panels of 16 outputs, k-major, zero past OC) of the (OC, C) matrix whose
 /// element (o, k) is w[o * strideO + k * strideK].
