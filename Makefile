@@ -21,6 +21,7 @@ build: deps
 	swift build -c release --product rind
 
 bench: deps build
+	swift build -c release --product rind-cpuid-mask
 	.build/release/rind bench
 
 dist:

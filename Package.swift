@@ -16,6 +16,8 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "rind", targets: ["rind"]),
+        // Preloaded by `rind bench --cpuid-mask` into each row's process (see CCPUIDMask).
+        .library(name: "rind-cpuid-mask", type: .dynamic, targets: ["CCPUIDMask"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -34,6 +36,9 @@ let package = Package(
         // thread pool; oneDNN opened with dlopen, optional), CPU detection, and elementwise kernels
         // compiled per vector ISA (AVX-512, AVX2, baseline).
         .target(name: "CKernels", linkerSettings: [.linkedLibrary("dl")]),
+        // Benchmark support: a preloaded library that hides AVX-512 (or AVX) from CPUID, so that
+        // `rind bench --cpuid-mask` compares the engines as on a CPU without them.
+        .target(name: "CCPUIDMask", publicHeadersPath: "."),
         // Test support only: an interposed malloc that counts allocations (RINDiffusionTests).
         .target(name: "CAllocationCounter"),
         .target(name: "CMicroHTTPD",

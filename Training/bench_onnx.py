@@ -14,7 +14,7 @@ own child process so that its peak RSS is its own. Prints one JSON object per ro
 
     {"config": "cifar10-official", "batch": 1, "threads": 2, "engine": "onnxruntime",
      "seconds_per_step": 0.024, "min_seconds": 0.023, "repeats": 5, "warmup": 1,
-     "peak_rss_bytes": 512000000, "onnxruntime": "1.32.0"}
+     "peak_rss_bytes": 512000000, "onnxruntime": "1.32.0", "cpu_capability": "AVX512"}
 
 seconds_per_step is the median of `repeats` timed steps after `warmup` untimed ones. Needs the
 `onnx` and `onnxruntime` packages (PyPI) beside torch.
@@ -152,6 +152,9 @@ def run_row(config: str, batch: int, threads: int, warmup: int, repeats: int, sp
         # ru_maxrss is in KiB on Linux; it includes the export (torch), so it is an upper bound.
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "onnxruntime": ort.__version__, "max_abs_diff_vs_torch": deviation, "spinning": spinning,
+        # The widest vector unit torch found in this process's CPUID (AVX512, AVX2 or DEFAULT): what
+        # `rind bench --cpuid-mask` left visible to the libraries here, MLAS included.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 
 

@@ -11,7 +11,8 @@ RSS is its own. Prints one JSON object per row on stdout:
 
     {"config": "cifar10-official", "batch": 1, "threads": 2, "dtype": "float32",
      "seconds_per_step": 0.071, "min_seconds": 0.070, "repeats": 5, "warmup": 1,
-     "peak_rss_bytes": 512000000, "parameters": 30951180, "torch": "2.13.0+cpu"}
+     "peak_rss_bytes": 512000000, "parameters": 30951180, "torch": "2.13.0+cpu",
+     "cpu_capability": "AVX512"}
 
 seconds_per_step is the median of `repeats` timed steps after `warmup` untimed ones.
 """
@@ -77,6 +78,7 @@ def run_row(config: str, batch: int, threads: int, warmup: int, repeats: int) ->
         # ru_maxrss is in KiB on Linux.
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "parameters": sum(p.numel() for p in model.parameters()), "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),   # AVX512, AVX2 or DEFAULT
     }
 
 

@@ -10,6 +10,7 @@ bash scripts/test-python-env.sh            # creates or reuses .venv-test
 
 export OPENBLAS_THREAD_TIMEOUT=1
 swift build -c release --product rind
+swift build -c release --product rind-cpuid-mask   # rind bench --cpuid-mask (CommandLineTests)
 # The release tarball (static Swift runtime, its own build folder), which DeployTests' boot test
 # installs into a Debian root and boots under systemd-nspawn (scripts/boot-test.sh).
 RIND_ARTIFACT=$(bash scripts/dist.sh | tail -1)

@@ -9,13 +9,12 @@ import Foundation
 /// has. `packed` is rind's own: micro-kernels for AVX-512 and AVX2 on linear weights packed once at
 /// load, and attention of all heads on the same kernels, split into small tasks over a persistent
 /// pool; it holds about 26% less weight memory and its rows do not depend on the batch.
-/// `automatic` prefers `packed` on CPUs with AVX-512, where interleaved side-by-side runs measured
-/// it faster than oneDNN on every benchmark row (docs/PERFORMANCE.md), and oneDNN on CPUs with AVX2
-/// only (held to AVX2 with RIND_CPU_ISA=avx2, rind's AVX2 micro-kernels led on small products and
-/// trailed oneDNN's on large ones): a
-/// distribution OpenBLAS that predates a CPU model falls back to generic kernels (Debian's 0.3.21
-/// runs its SSE3 "Prescott" kernels on the Sapphire Rapids machines this project is built on: a
-/// step measured about 4x slower than with oneDNN there). The operator may force one with
+/// `automatic` prefers `packed` on CPUs with AVX-512 or AVX2, where interleaved side-by-side runs
+/// measured it faster than oneDNN on every benchmark row (docs/PERFORMANCE.md; AVX2 measured on an
+/// AVX-512 CPU held to AVX2 with `rind bench --cpuid-mask avx2`), and faster than OpenBLAS, whose
+/// distribution build may predate the CPU model and fall back to generic kernels (Debian's 0.3.21
+/// runs its SSE3 "Prescott" kernels on the Sapphire Rapids machines this project is built on). On
+/// CPUs without AVX2 it takes OpenBLAS. The operator may force one with
 /// RIND_MATMUL=openblas|onednn|packed, and make rind treat the CPU as an AVX2-only or baseline one
 /// with RIND_CPU_ISA=avx2|baseline (`rind_cpu_isa_cap`).
 public enum MatmulBackend: String, CaseIterable, Sendable, CustomStringConvertible {
@@ -36,16 +35,13 @@ public enum MatmulBackend: String, CaseIterable, Sendable, CustomStringConvertib
     }
 
     /// The choice made when nothing is set: RIND_MATMUL if it names an available backend, else
-    /// `packed` when the CPU has AVX-512, else oneDNN when it is installed and the CPU has AVX2,
-    /// else OpenBLAS.
+    /// `packed` when the CPU has AVX-512 or AVX2, else OpenBLAS.
     public static let automatic: MatmulBackend = {
         if let forced = ProcessInfo.processInfo.environment["RIND_MATMUL"],
            let backend = MatmulBackend(rawValue: forced.lowercased()), available.contains(backend) {
             return backend
         }
-        let isa = cpuVectorISA
-        if isa == "avx512" { return .packed }
-        return rind_dnnl_available() != 0 && isa == "avx2" ? .oneDNN : .openBLAS
+        return cpuVectorISA == "avx512" || cpuVectorISA == "avx2" ? .packed : .openBLAS
     }()
 
     /// The backend every product of this process uses now (process-wide, like `BLASThreads`).

@@ -57,6 +57,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Matrix-product backend: auto, openblas, onednn or packed (default auto: see MatmulBackend).")
     var matmul: String = "auto"
 
+    @Option(help: "Run every row's process (rind's, ONNX Runtime's, torch's) on a CPUID that hides AVX-512 (avx2) or AVX as well (baseline), so that each engine picks the code it would pick on such a CPU (preloads librind-cpuid-mask.so from beside rind; needs Linux CPUID faulting).")
+    var cpuidMask: String?
+
     @Flag(help: "Scaling mode: step time and peak memory for square images of --sizes pixels (ImageNet-64 official widths, 256 latents, patch 4 up to 128 px and 8 above, batch 1).")
     var scaling = false
 
@@ -95,6 +98,9 @@ struct Bench: AsyncParsableCommand {
         guard onnxSpinning == "on" || onnxSpinning == "off" else {
             throw CommandLineError(message: "--onnx-spinning must be on or off")
         }
+        if let cpuidMask, cpuidMask != "avx2" && cpuidMask != "baseline" {
+            throw CommandLineError(message: "--cpuid-mask must be avx2 or baseline")
+        }
         if matmul != "auto" {
             guard let backend = MatmulBackend(rawValue: matmul) else {
                 throw CommandLineError(message: "--matmul must be auto, openblas, onednn or packed")
@@ -117,24 +123,39 @@ struct Bench: AsyncParsableCommand {
             try benchCrossJob()
             return
         }
+        let environment = try rowEnvironment()
         print("rind bench: \(threadCount) thread(s), \(warmup) warm-up + \(repeats) timed steps (median), \(rounds) round(s); sgemm peak = best of three 2048^3 sgemm, measured in each row's process right after its steps")
-        print("CPU: \(cpuModelName()); \(MatmulBackend.summary); row kernels \(KernelISA.current)" +
-              (onnx != nil ? "; ONNX Runtime threads spinning \(onnxSpinning)" : "") + "\n")
+        if let cpuidMask {
+            print("CPU: \(cpuModelName()), every row's process on a CPUID masked to \(cpuidMask) (RIND_CPUID_MASK): " +
+                  "the backend and kernels it chose follow the table" + (onnx != nil ? "; ONNX Runtime threads spinning \(onnxSpinning)" : "") + "\n")
+        } else {
+            print("CPU: \(cpuModelName()); \(MatmulBackend.summary); row kernels \(KernelISA.current)" +
+                  (onnx != nil ? "; ONNX Runtime threads spinning \(onnxSpinning)" : "") + "\n")
+        }
         // Per (config, batch): rind, then ONNX Runtime, then torch, round after round, so all three
         // see the same machine load (the cores are shared with other work).
         var rows: [(config: String, batch: Int, rind: [String: Any], ort: Double?, ortRSS: Double?,
                     torch: Double?, torchRSS: Double?)] = []
+        var chosen: [String: Set<String>] = [:]   // engine -> the code paths its row processes reported
         for config in configs {
             for batch in batches {
                 var rindRounds: [[String: Any]] = [], ortRounds: [[String: Any]] = [], torchRounds: [[String: Any]] = []
                 for _ in 0..<rounds {
-                    rindRounds.append(try child(config: config, batch: batch))
-                    if let onnx, let line = try runPython(onnx, script: "bench_onnx.py", config: config, batch: batch) {
+                    rindRounds.append(try child(config: config, batch: batch, environment: environment))
+                    if let onnx, let line = try runPython(onnx, script: "bench_onnx.py", config: config, batch: batch,
+                                                          environment: environment) {
                         ortRounds.append(line)
                     }
-                    if let torch, let line = try runPython(torch, script: "bench_torch.py", config: config, batch: batch) {
+                    if let torch, let line = try runPython(torch, script: "bench_torch.py", config: config, batch: batch,
+                                                           environment: environment) {
                         torchRounds.append(line)
                     }
+                }
+                for r in rindRounds {
+                    chosen["rind", default: []].insert("matmul \(r["matmul"] ?? "?"), row kernels \(r["kernels"] ?? "?")")
+                }
+                for (engine, lines) in [("ONNX Runtime", ortRounds), ("torch", torchRounds)] {
+                    for line in lines { chosen[engine, default: []].insert("torch's CPU capability \(line["cpu_capability"] ?? "?")") }
                 }
                 let rind = rindRounds.sorted { seconds($0)! < seconds($1)! }[rindRounds.count / 2]
                 rows.append((config, batch, rind, median(ortRounds.compactMap(seconds)), rss(ortRounds),
@@ -169,6 +190,25 @@ struct Bench: AsyncParsableCommand {
             }
             print(line)
         }
+        print("\nCode paths the rows' processes reported:")
+        for engine in ["rind", "ONNX Runtime", "torch"] where chosen[engine] != nil {
+            print("- \(engine): \(chosen[engine]!.sorted().joined(separator: "; "))")
+        }
+    }
+
+    /// The environment of every row's process: this one's, plus the CPUID mask when --cpuid-mask
+    /// is given (librind-cpuid-mask.so, built beside rind, preloaded).
+    private func rowEnvironment() throws -> [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        guard let cpuidMask else { return environment }
+        let library = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+            .deletingLastPathComponent().appendingPathComponent("librind-cpuid-mask.so").path
+        guard FileManager.default.fileExists(atPath: library) else {
+            throw CommandLineError(message: "--cpuid-mask: no \(library) (build it: swift build -c release --product rind-cpuid-mask)")
+        }
+        environment["LD_PRELOAD"] = [library, environment["LD_PRELOAD"]].compactMap { $0 }.joined(separator: " ")
+        environment["RIND_CPUID_MASK"] = cpuidMask
+        return environment
     }
 
     private func seconds(_ row: [String: Any]) -> Double? { row["seconds_per_step"] as? Double }
@@ -255,7 +295,7 @@ struct Bench: AsyncParsableCommand {
         print("| image | patch | tokens n | GFLOP/step | s/step | GFLOP/s | µs per pixel | peak RSS (MiB) | weights (MiB) | workspace (MiB) |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for side in sizes {
-            let r = try child(config: "scaling-\(side)", batch: 1)
+            let r = try child(config: "scaling-\(side)", batch: 1, environment: ProcessInfo.processInfo.environment)
             let step = seconds(r)!, gflop = r["gflop_per_step"] as! Double
             let mib = { (key: String) in Double(r[key] as? Int ?? 0) / 1_048_576 }
             print(String(format: "| %d x %d | %d | %d | %.1f | %.3f | %.1f | %.2f | %.0f | %.0f | %.0f |", side, side,
@@ -273,12 +313,14 @@ struct Bench: AsyncParsableCommand {
         return try RINConfig.decode(data, file: path.path)
     }
 
-    private func child(config: String, batch: Int) throws -> [String: Any] {
+    /// One row in a child process of this executable, which chooses its own backend (as `--matmul`
+    /// says) on the CPU it sees.
+    private func child(config: String, batch: Int, environment: [String: String]) throws -> [String: Any] {
         _ = try loadConfig(config)  // fail early, with the file's own message
         let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
         let output = try runProcess(executable.path, ["bench", "--row", "\(config):\(batch)", "--threads", "\(threadCount)",
                                                      "--configs-dir", configsDir, "--warmup", "\(warmup)", "--repeats", "\(repeats)",
-                                                     "--matmul", MatmulBackend.current.rawValue])
+                                                     "--matmul", matmul], environment: environment)
         guard let line = output.split(separator: "\n").last,
               let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
             throw CommandLineError(message: "row \(config) batch \(batch) printed no result")
@@ -288,21 +330,23 @@ struct Bench: AsyncParsableCommand {
 
     /// One row of Training/bench_torch.py or bench_onnx.py (their `--row CONFIG BATCH` child mode),
     /// on the same threads.
-    private func runPython(_ python: String, script name: String, config: String, batch: Int) throws -> [String: Any]? {
+    private func runPython(_ python: String, script name: String, config: String, batch: Int,
+                           environment: [String: String]) throws -> [String: Any]? {
         let script = URL(fileURLWithPath: configsDir).deletingLastPathComponent().appendingPathComponent(name).path
         var arguments = [script, "--row", config, "\(batch)", "--threads", "\(threadCount)",
                          "--warmup", "\(warmup)", "--repeats", "\(repeats)"]
         if name == "bench_onnx.py" { arguments += ["--spinning", onnxSpinning] }
-        let output = try runProcess(python, arguments)
+        let output = try runProcess(python, arguments, environment: environment)
         return output.split(separator: "\n").compactMap {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
         }.last
     }
 
-    private func runProcess(_ executable: String, _ arguments: [String]) throws -> String {
+    private func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        process.environment = environment
         let pipe = Pipe()
         process.standardOutput = pipe
         do { try process.run() } catch { throw CommandLineError(message: "cannot run \(executable): \(error)") }

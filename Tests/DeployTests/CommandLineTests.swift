@@ -1,4 +1,5 @@
 import Foundation
+import RINTestSupport
 import XCTest
 
 /// `rind sample` as a user runs it: the built binary, the bundled checkpoint, a real PNG written, and
@@ -54,7 +55,7 @@ final class CommandLineTests: XCTestCase {
 
     /// The engine's environment knobs: an unknown RIND_CPU_ISA or RIND_MATMUL is refused with one
     /// line (exit 2) before anything runs, and RIND_CPU_ISA=avx2 makes a bench row run the AVX2
-    /// kernels and pick the matrix backend an AVX2-only CPU gets (oneDNN where installed).
+    /// kernels (on the packed backend, an AVX2-only CPU's automatic one); baseline, the portable ones.
     func testEngineEnvironmentIsCheckedAndRINDCPUISACapsThePaths() throws {
         for (name, value) in [("RIND_CPU_ISA", "sse9"), ("RIND_MATMUL", "cuda")] {
             let result = try rind(["sample", "--steps", "1", "-o", "/tmp/never.png"], environment: [name: value])
@@ -68,12 +69,42 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(capped.status, 0, capped.stderr)
         let figures = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(capped.stdout.utf8)) as? [String: Any])
         XCTAssertEqual(figures["kernels"] as? String, "avx2")
-        XCTAssertNotEqual(figures["matmul"] as? String, "packed", "an AVX2-only CPU's automatic backend")
+        XCTAssertEqual(figures["matmul"] as? String, "packed", "an AVX2-only CPU's automatic backend")
+        let automatic = try rind(row, environment: ["RIND_CPU_ISA": "baseline"])
+        XCTAssertEqual(automatic.status, 0, automatic.stderr)
+        let fallback = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(automatic.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(fallback["matmul"] as? String, "openblas", "a CPU without AVX2 takes OpenBLAS")
         let baseline = try rind(row, environment: ["RIND_CPU_ISA": "baseline", "RIND_MATMUL": "packed"])
         XCTAssertEqual(baseline.status, 0, baseline.stderr)
         let portable = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(baseline.stdout.utf8)) as? [String: Any])
         XCTAssertEqual(portable["kernels"] as? String, "baseline")
         XCTAssertEqual(portable["matmul"] as? String, "packed")
+    }
+
+    /// `rind bench --cpuid-mask baseline`: every row's process sees a CPUID without AVX, so rind's
+    /// row takes the portable kernels and OpenBLAS (what such a CPU gets), and torch's (when the
+    /// test venv has torch) reports no vector extension; a bad mask is refused with one line.
+    func testBenchCPUIDMaskHoldsEveryEngineToTheNarrowerCPU() throws {
+        let refused = try rind(["bench", "--cpuid-mask", "avx3"])
+        XCTAssertEqual(refused.status, 2, refused.stderr)
+        XCTAssertEqual(refused.stderr.split(separator: "\n").count, 1, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("--cpuid-mask"), refused.stderr)
+
+        let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+        try XCTSkipUnless(cpuinfo.contains(" cpuid_fault"), "this CPU or kernel has no CPUID faulting")
+        let library = DeployTests.rindBinary.deletingLastPathComponent().appendingPathComponent("librind-cpuid-mask.so")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: library.path),
+                      "build it first: swift build -c release --product rind-cpuid-mask (scripts/test.sh does)")
+        var arguments = ["bench", "--configs", "cifar10-bundled", "--batches", "1", "--threads", "1",
+                         "--warmup", "0", "--repeats", "1", "--cpuid-mask", "baseline"]
+        let python = try testPython()
+        let hasTorch = try runProcess(python, ["-c", "import torch"]).status == 0
+        if hasTorch { arguments += ["--torch", python] }
+        let result = try rind(arguments)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.contains("masked to baseline"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("- rind: matmul openblas, row kernels baseline"), result.stdout)
+        if hasTorch { XCTAssertTrue(result.stdout.contains("- torch: torch's CPU capability DEFAULT"), result.stdout) }
     }
 
     func testSampleWritesAPNGFromTheBundledCheckpoint() throws {
@@ -101,7 +132,7 @@ func runRind(_ arguments: [String], environment: [String: String] = [:]) throws
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     // Standard output to a file: two pipes read one after the other could fill and block the child.
     let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("rind-stdout-\(UUID())")
-    FileManager.default.createFile(atPath: outputFile.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: outputFile.path, contents: nil)
     defer { try? FileManager.default.removeItem(at: outputFile) }
     let output = try FileHandle(forWritingTo: outputFile)
     defer { try? output.close() }
