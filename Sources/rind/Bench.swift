@@ -15,7 +15,8 @@ struct Bench: AsyncParsableCommand {
             Training/bench_torch.py and Training/bench_onnx.py time it). Each (config, batch) row runs \
             in a child process so its peak RSS is its own; with --onnx / --torch the other engines' \
             rows run right after rind's, in --rounds rounds, so that machine noise hits all of them; \
-            each figure is the median over rounds of each round's median step. GFLOP/s counts every \
+            each figure is the median over rounds of each round's median step, and each other engine's \
+            last column compares the fastest single steps of all rounds. GFLOP/s counts every \
             matrix product of the network analytically from the config; the sgemm peak is a 2048^3 \
             sgemm on the same backend and threads.
             """)
@@ -134,8 +135,8 @@ struct Bench: AsyncParsableCommand {
         }
         // Per (config, batch): rind, then ONNX Runtime, then torch, round after round, so all three
         // see the same machine load (the cores are shared with other work).
-        var rows: [(config: String, batch: Int, rind: [String: Any], ort: Double?, ortRSS: Double?,
-                    torch: Double?, torchRSS: Double?)] = []
+        var rows: [(config: String, batch: Int, rind: [String: Any], rindBest: Double, ort: Double?, ortRSS: Double?,
+                    ortBest: Double?, torch: Double?, torchRSS: Double?, torchBest: Double?)] = []
         var chosen: [String: Set<String>] = [:]   // engine -> the code paths its row processes reported
         for config in configs {
             for batch in batches {
@@ -158,19 +159,19 @@ struct Bench: AsyncParsableCommand {
                     for line in lines { chosen[engine, default: []].insert("torch's CPU capability \(line["cpu_capability"] ?? "?")") }
                 }
                 let rind = rindRounds.sorted { seconds($0)! < seconds($1)! }[rindRounds.count / 2]
-                rows.append((config, batch, rind, median(ortRounds.compactMap(seconds)), rss(ortRounds),
-                             median(torchRounds.compactMap(seconds)), rss(torchRounds)))
+                rows.append((config, batch, rind, fastest(rindRounds)!, median(ortRounds.compactMap(seconds)), rss(ortRounds),
+                             fastest(ortRounds), median(torchRounds.compactMap(seconds)), rss(torchRounds), fastest(torchRounds)))
             }
         }
         var table = "| model | batch | rind s/step | GFLOP/step | GFLOP/s | sgemm peak GFLOP/s | % of peak | rind peak RSS (MiB) | weights + workspace (MiB) |"
         var rule = "|---|---|---|---|---|---|---|---|---|"
         if onnx != nil {
-            table += " ORT s/step | ORT peak RSS (MiB) | rind / ORT |"
-            rule += "---|---|---|"
+            table += " ORT s/step | ORT peak RSS (MiB) | rind / ORT | fastest steps, rind / ORT |"
+            rule += "---|---|---|---|"
         }
         if torch != nil {
-            table += " torch s/step | torch peak RSS (MiB) | rind / torch |"
-            rule += "---|---|---|"
+            table += " torch s/step | torch peak RSS (MiB) | rind / torch | fastest steps, rind / torch |"
+            rule += "---|---|---|---|"
         }
         print(table)
         print(rule)
@@ -181,11 +182,12 @@ struct Bench: AsyncParsableCommand {
             let held = Double((r.rind["weight_bytes"] as? Int ?? 0) + (r.rind["workspace_bytes"] as? Int ?? 0)) / 1_048_576
             var line = String(format: "| %@ | %d | %.4f | %.1f | %.1f | %.1f | %.0f%% | %.0f | %.0f |", r.config, r.batch, step, gflop,
                               gflop / step, peak, 100 * gflop / step / peak, rindRSS, held)
-            for (enabled, other, otherRSS) in [(onnx != nil, r.ort, r.ortRSS), (torch != nil, r.torch, r.torchRSS)] where enabled {
-                if let other {
-                    line += String(format: " %.4f | %.0f | %.2f |", other, otherRSS ?? 0, step / other)
+            for (enabled, other, otherRSS, otherBest) in [(onnx != nil, r.ort, r.ortRSS, r.ortBest),
+                                                           (torch != nil, r.torch, r.torchRSS, r.torchBest)] where enabled {
+                if let other, let otherBest {
+                    line += String(format: " %.4f | %.0f | %.2f | %.2f |", other, otherRSS ?? 0, step / other, r.rindBest / otherBest)
                 } else {
-                    line += " - | - | - |"
+                    line += " - | - | - | - |"
                 }
             }
             print(line)
@@ -212,6 +214,10 @@ struct Bench: AsyncParsableCommand {
     }
 
     private func seconds(_ row: [String: Any]) -> Double? { row["seconds_per_step"] as? Double }
+
+    /// The fastest single step of any round: noise from other work on the cores only adds time, so
+    /// the ratio of fastest steps is the less noisy second view of a shared machine.
+    private func fastest(_ rounds: [[String: Any]]) -> Double? { rounds.compactMap { $0["min_seconds"] as? Double }.min() }
 
     private func median(_ values: [Double]) -> Double? {
         guard !values.isEmpty else { return nil }
