@@ -28,7 +28,10 @@ final class AllocationTests: XCTestCase {
     /// The counter sees every thread of this test process, and threads other tests left behind
     /// (a retention timer, a database client reconnecting) sometimes allocate inside a window (the
     /// full suite measured 18-160 such allocations in 5 of 9 windows, none in the same windows run
-    /// alone). A step that allocates does so in every window, so it still fails.
+    /// alone). A step that allocates does so in every window, so it still fails. A slow path's
+    /// windows are long enough for such a thread to hit all three (a clean-clone run: 30 in each
+    /// window of packed + baseline kernels, 0 alone), so scripts/test.sh runs this class in a
+    /// process of its own.
     func allocations(_ run: SamplingRun, steps: Int) -> (all: Int, rind: Int) {
         allocations(steps: steps, finished: { run.isFinished }, step: run.step)
     }
