@@ -50,7 +50,7 @@ final class ClusterClaimer: @unchecked Sendable {
         var nextTimed = Date()
         // Free slots right after the last claim: more free slots since means a run ended.
         var freeAfterClaim = 0
-        var failing = false
+        var claims = OutageLog()
         lock.lock()
         while !stopped && registry.accepting {
             let free = service.configuration.workers - registry.running - registry.queue.count
@@ -66,15 +66,9 @@ final class ClusterClaimer: @unchecked Sendable {
             var claimed: [JobRecord] = []
             do {
                 claimed = try cluster.store.claim(models: models, limit: free, lease: cluster.lease)
-                if failing {
-                    failing = false
-                    service.logger.notice("the job database answers claims again")
-                }
+                claims.succeeded(service.logger, "the job database answers claims again")
             } catch {
-                if !failing {
-                    failing = true
-                    service.logger.warning("cannot claim jobs; trying again", metadata: ["error": "\(error)"])
-                }
+                claims.failed(service.logger, "cannot claim jobs; trying again", error: error)
             }
             service.enqueueClaimed(claimed)
             cluster.refreshQueueGauge()
@@ -82,7 +76,7 @@ final class ClusterClaimer: @unchecked Sendable {
             nextTimed = Date(timeIntervalSinceNow: period)
             freeAfterClaim = free - claimed.count
             // A full claim may have left more behind: look again as soon as a slot is free.
-            if claimed.count == free && !failing { wanted = true }
+            if claimed.count == free && !claims.failing { wanted = true }
         }
         alive = false
         lock.broadcast()

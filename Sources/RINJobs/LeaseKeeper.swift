@@ -47,7 +47,7 @@ final class LeaseKeeper: @unchecked Sendable {
         guard let cluster = service.cluster else { return }
         let period = JobService.seconds(cluster.lease) / 3
         var last = Date.distantPast
-        var failing = false
+        var renewals = OutageLog()
         condition.lock()
         while !stopped {
             let due = last.addingTimeInterval(period)
@@ -60,7 +60,7 @@ final class LeaseKeeper: @unchecked Sendable {
             last = Date()
             condition.unlock()
             if renewLeases?() ?? true {
-                renew(service, cluster, failing: &failing)
+                renew(service, cluster, renewals: &renewals)
                 cluster.refreshQueueGauge()
             }
             condition.lock()
@@ -70,7 +70,7 @@ final class LeaseKeeper: @unchecked Sendable {
         condition.unlock()
     }
 
-    private func renew(_ service: JobService, _ cluster: ClusterRuntime, failing: inout Bool) {
+    private func renew(_ service: JobService, _ cluster: ClusterRuntime, renewals: inout OutageLog) {
         let registry = service.registry
         let held = registry.lock.withLock {
             registry.entries.values.filter { !$0.deleted && !$0.record.status.isFinished }
@@ -79,16 +79,10 @@ final class LeaseKeeper: @unchecked Sendable {
         let states: [JobID: LeaseState]
         do {
             states = try cluster.store.renew(held.map(\.id), lease: cluster.lease)
-            if failing {
-                failing = false
-                service.logger.notice("leases renewed again")
-            }
+            renewals.succeeded(service.logger, "leases renewed again")
         } catch {
-            if !failing {
-                failing = true
-                service.logger.warning("cannot renew leases; runs go on, and are dropped if another box takes them",
-                                       metadata: ["error": "\(error)"])
-            }
+            renewals.failed(service.logger, "cannot renew leases; runs go on, and are dropped if another box takes them",
+                            error: error)
             return
         }
         for entry in held {

@@ -12,7 +12,7 @@ final class CancelPersistTests: XCTestCase {
     func testACancelThatCannotBeWrittenKeepsTheServiceNotReadyUntilItIs() throws {
         let mount = try SmallTmpfs(bytes: 2 << 20)
         defer { mount.unmount() }
-        let gate = StepGate()
+        let gate = AllJobsGate()
         var configuration = JobService.Configuration(stateDirectory: mount.path.appendingPathComponent("state"),
                                                      workers: 1, previewEvery: 0)
         configuration.beforeStep = gate.hook

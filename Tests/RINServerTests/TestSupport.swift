@@ -36,8 +36,9 @@ func poll(seconds: Double = 300, _ condition: () throws -> Bool) rethrows -> Boo
 /// Holds jobs of an in-process service at `JobService.Configuration.beforeStep`: while the gate is
 /// closed, a worker waits there before the next step of its job, so a test keeps a job running, and
 /// the jobs behind it queued, for as long as it needs, whatever the speed of the machine. Open by
-/// default; the test opens it again to let the jobs go.
-final class StepGate: @unchecked Sendable {
+/// default; the test opens it again to let the jobs go. (RINTestSupport's `StepGate` is another
+/// gate: it holds the first job that reaches a given step, and only that one.)
+final class AllJobsGate: @unchecked Sendable {
     private let condition = NSCondition()
     private var closed = false
     private var held: [JobID: Int] = [:]   // jobs waiting at the gate now, with their steps done
@@ -118,7 +119,7 @@ final class TestServer {
     let service: JobService?
     let stateDirectory: URL
     /// Holds this server's jobs between steps while closed (see `startBlocker`).
-    let gate = StepGate()
+    let gate = AllJobsGate()
     var port: Int { server.port }
 
     init(maxQueue: Int = 32, workers: Int = 1, apiKey: String? = nil, maxBodyBytes: Int = 64 * 1024,
