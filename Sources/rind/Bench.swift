@@ -126,17 +126,13 @@ struct Bench: AsyncParsableCommand {
         }
         let environment = try rowEnvironment()
         print("rind bench: \(threadCount) thread(s), \(warmup) warm-up + \(repeats) timed steps (median), \(rounds) round(s); sgemm peak = best of three 2048^3 sgemm, measured in each row's process right after its steps")
-        if let cpuidMask {
-            print("CPU: \(cpuModelName()), every row's process on a CPUID masked to \(cpuidMask) (RIND_CPUID_MASK): " +
-                  "the backend and kernels it chose follow the table" + (onnx != nil ? "; ONNX Runtime threads spinning \(onnxSpinning)" : "") + "\n")
-        } else {
-            print("CPU: \(cpuModelName()); \(MatmulBackend.summary); row kernels \(KernelISA.current)" +
-                  (onnx != nil ? "; ONNX Runtime threads spinning \(onnxSpinning)" : "") + "\n")
-        }
+        let paths = cpuidMask.map {
+            ", every row's process on a CPUID masked to \($0) (RIND_CPUID_MASK): the backend and kernels it chose follow the table"
+        } ?? "; \(MatmulBackend.summary); row kernels \(KernelISA.current)"
+        print("CPU: \(cpuModelName())\(paths)" + (onnx != nil ? "; ONNX Runtime threads spinning \(onnxSpinning)" : "") + "\n")
         // Per (config, batch): rind, then ONNX Runtime, then torch, round after round, so all three
         // see the same machine load (the cores are shared with other work).
-        var rows: [(config: String, batch: Int, rind: [String: Any], rindBest: Double, ort: Double?, ortRSS: Double?,
-                    ortBest: Double?, torch: Double?, torchRSS: Double?, torchBest: Double?)] = []
+        var rows: [(config: String, batch: Int, rind: [String: Any], rindBest: Double, ort: EngineFigures, torch: EngineFigures)] = []
         var chosen: [String: Set<String>] = [:]   // engine -> the code paths its row processes reported
         for config in configs {
             for batch in batches {
@@ -159,8 +155,7 @@ struct Bench: AsyncParsableCommand {
                     for line in lines { chosen[engine, default: []].insert("torch's CPU capability \(line["cpu_capability"] ?? "?")") }
                 }
                 let rind = rindRounds.sorted { seconds($0)! < seconds($1)! }[rindRounds.count / 2]
-                rows.append((config, batch, rind, fastest(rindRounds)!, median(ortRounds.compactMap(seconds)), rss(ortRounds),
-                             fastest(ortRounds), median(torchRounds.compactMap(seconds)), rss(torchRounds), fastest(torchRounds)))
+                rows.append((config, batch, rind, fastest(rindRounds)!, EngineFigures(ortRounds), EngineFigures(torchRounds)))
             }
         }
         var table = "| model | batch | rind s/step | GFLOP/step | GFLOP/s | sgemm peak GFLOP/s | % of peak | rind peak RSS (MiB) | weights + workspace (MiB) |"
@@ -182,10 +177,9 @@ struct Bench: AsyncParsableCommand {
             let held = Double((r.rind["weight_bytes"] as? Int ?? 0) + (r.rind["workspace_bytes"] as? Int ?? 0)) / 1_048_576
             var line = String(format: "| %@ | %d | %.4f | %.1f | %.1f | %.1f | %.0f%% | %.0f | %.0f |", r.config, r.batch, step, gflop,
                               gflop / step, peak, 100 * gflop / step / peak, rindRSS, held)
-            for (enabled, other, otherRSS, otherBest) in [(onnx != nil, r.ort, r.ortRSS, r.ortBest),
-                                                           (torch != nil, r.torch, r.torchRSS, r.torchBest)] where enabled {
-                if let other, let otherBest {
-                    line += String(format: " %.4f | %.0f | %.2f | %.2f |", other, otherRSS ?? 0, step / other, r.rindBest / otherBest)
+            for (enabled, other) in [(onnx != nil, r.ort), (torch != nil, r.torch)] where enabled {
+                if let median = other.median, let best = other.fastest {
+                    line += String(format: " %.4f | %.0f | %.2f | %.2f |", median, other.peakRSS ?? 0, step / median, r.rindBest / best)
                 } else {
                     line += " - | - | - | - |"
                 }
@@ -218,17 +212,6 @@ struct Bench: AsyncParsableCommand {
     /// The fastest single step of any round: noise from other work on the cores only adds time, so
     /// the ratio of fastest steps is the less noisy second view of a shared machine.
     private func fastest(_ rounds: [[String: Any]]) -> Double? { rounds.compactMap { $0["min_seconds"] as? Double }.min() }
-
-    private func median(_ values: [Double]) -> Double? {
-        guard !values.isEmpty else { return nil }
-        let v = values.sorted()
-        return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
-    }
-
-    /// The largest peak RSS of the rows, MiB.
-    private func rss(_ rows: [[String: Any]]) -> Double? {
-        rows.compactMap { $0["peak_rss_bytes"] as? Int }.max().map { Double($0) / 1_048_576 }
-    }
 
     /// /proc/cpuinfo's first "model name", or "unknown".
     private func cpuModelName() -> String {
@@ -380,5 +363,24 @@ struct Bench: AsyncParsableCommand {
             best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
         }
         return 2 * Double(n * n * n) / best / 1e9
+    }
+}
+
+/// Another engine's figures for one row (config, batch), from the JSON lines of its rounds; all
+/// nil when it was not run or printed nothing.
+private struct EngineFigures {
+    /// Median seconds per step over the rounds.
+    let median: Double?
+    /// The largest peak RSS of the rounds, MiB.
+    let peakRSS: Double?
+    /// The fastest single step of any round.
+    let fastest: Double?
+
+    init(_ rounds: [[String: Any]]) {
+        let steps = rounds.compactMap { $0["seconds_per_step"] as? Double }.sorted()
+        median = steps.isEmpty ? nil
+            : steps.count % 2 == 1 ? steps[steps.count / 2] : (steps[steps.count / 2 - 1] + steps[steps.count / 2]) / 2
+        peakRSS = rounds.compactMap { $0["peak_rss_bytes"] as? Int }.max().map { Double($0) / 1_048_576 }
+        fastest = rounds.compactMap { $0["min_seconds"] as? Double }.min()
     }
 }
