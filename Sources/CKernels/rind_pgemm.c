@@ -250,17 +250,40 @@ A256 static void tile_avx2(int rows, int panels, long K, const float *a, long ld
     }
 }
 
-// Packing with strideK = 1 (a row-major weight, attention's keys): a gather per panel row.
-A512 static void pack_gather512(float *dst, const float *w, long C, long OC, long strideO) {
-    __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                       _mm512_set1_epi32((int)strideO));
+// Packing with strideK = 1 (a row-major weight, attention's keys): 16 rows of 16 inputs loaded
+// (masked past the inputs, zero past the outputs), transposed in registers, stored as 16 panel rows.
+// Transposed by swapping off-diagonal blocks of 8, 4, 2 and 1 (one VPERMT2PS per row per stage).
+A512 static void pack_transpose512(float *dst, const float *w, long C, long OC, long strideO) {
+    __m512i lower[4], upper[4];
+    for (int s = 0; s < 4; s++) {
+        int h = 8 >> s, lo[16], up[16];
+        for (int c = 0; c < 16; c++) {
+            lo[c] = (c & h) ? 16 + c - h : c;   // row i (bit h clear): its bit-h columns from row i + h
+            up[c] = (c & h) ? 16 + c : c + h;   // row i + h: its bit-h-clear columns from row i
+        }
+        lower[s] = _mm512_loadu_si512(lo);
+        upper[s] = _mm512_loadu_si512(up);
+    }
     for (long p = 0; p * PANEL < OC; p++) {
-        long n = OC - p * PANEL;
-        __mmask16 m = n >= PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
-        const float *base = w + p * PANEL * strideO;
-        float *row = dst + p * C * PANEL;
-        for (long k = 0; k < C; k++)
-            _mm512_storeu_ps(row + k * PANEL, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, index, base + k, 4));
+        long outputs = OC - p * PANEL < PANEL ? OC - p * PANEL : PANEL;
+        for (long k0 = 0; k0 < C; k0 += 16) {
+            long inputs = C - k0 < 16 ? C - k0 : 16;
+            __mmask16 m = (__mmask16)(inputs == 16 ? 0xFFFF : (1u << inputs) - 1);
+            __m512 r[16];
+            for (int j = 0; j < 16; j++)
+                r[j] = j < outputs ? _mm512_maskz_loadu_ps(m, w + (p * PANEL + j) * strideO + k0) : _mm512_setzero_ps();
+            for (int s = 0; s < 4; s++) {
+                int h = 8 >> s;
+                for (int i = 0; i < 16; i++)
+                    if (!(i & h)) {
+                        __m512 a = r[i], b = r[i + h];
+                        r[i] = _mm512_permutex2var_ps(a, lower[s], b);
+                        r[i + h] = _mm512_permutex2var_ps(a, upper[s], b);
+                    }
+            }
+            float *row = dst + (p * C + k0) * PANEL;
+            for (long kk = 0; kk < inputs; kk++) _mm512_storeu_ps(row + kk * PANEL, r[kk]);
+        }
     }
 }
 #endif
@@ -280,8 +303,8 @@ void rind_pgemm_pack_strided(float *dst, const float *w, long C, long OC, long s
         return;
     }
 #ifdef HAVE_X86
-    if (strideK == 1 && strideO <= 0x7FFFFFFF / PANEL && rind_kernels_isa() == 2) {
-        pack_gather512(dst, w, C, OC, strideO);
+    if (strideK == 1 && rind_kernels_isa() == 2) {
+        pack_transpose512(dst, w, C, OC, strideO);
         return;
     }
 #endif
@@ -355,17 +378,15 @@ static void run_task(const void *context, long t, int slot) {
 
 void rind_pgemm_prepare(int threads) { rind_pool_prepare(threads); }
 
-void rind_pgemm(float *out, long ldOut, const float *inp, long ldInp, const float *packed,
-                const float *bias, long N, long C, long OC, int mode, int threads) {
-    if (N <= 0 || OC <= 0) return;
-    rind_tile_kernel kernel = rind_pgemm_tile_kernel();
-    long groups = (OC + 2 * PANEL - 1) / (2 * PANEL), rowBlocks = (N + kernel.rows - 1) / kernel.rows;
-    product p = {out, ldOut, inp, ldInp, packed, bias, N, C, OC, mode, kernel, groups, rowBlocks, 1, 1};
-    double flops = 2.0 * N * C * OC;
-    // Products under ~2 MFLOP run on the calling thread: waking a worker costs more than it saves.
-    // Larger ones are cut into about 8 tasks per thread (none under ~0.3 MFLOP), taken from a
-    // counter by whichever thread is free: a worker that wakes late, or loses its core for a
-    // while, leaves its tasks to the caller instead of making it wait.
+// A product's task grid: products under ~2 MFLOP are one task (waking a worker costs more than
+// it saves); larger ones are cut into about 8 tasks per thread (none under ~0.3 MFLOP), taken from
+// a counter by whichever thread is free: a worker that wakes late, or loses its core for a while,
+// leaves its tasks to the caller instead of making it wait.
+static product plan(const rind_pgemm_job *j, rind_tile_kernel kernel, int threads) {
+    long groups = (j->OC + 2 * PANEL - 1) / (2 * PANEL), rowBlocks = (j->N + kernel.rows - 1) / kernel.rows;
+    product p = {j->out, j->ldOut, j->inp, j->ldInp, j->packed, j->bias, j->N, j->C, j->OC, j->mode, kernel,
+                 groups, rowBlocks, 1, 1};
+    double flops = 2.0 * j->N * j->C * j->OC;
     if (threads > 1 && flops >= 2e6) {
         long want = 8L * threads;
         if (flops / want < 3e5) want = (long)(flops / 3e5);
@@ -373,8 +394,40 @@ void rind_pgemm(float *out, long ldOut, const float *inp, long ldInp, const floa
         p.columnTasks = groups < want ? groups : want;
         long rows = (want + p.columnTasks - 1) / p.columnTasks;
         p.rowTasks = rows < rowBlocks ? rows : rowBlocks;
-        rind_pool_run(run_task, &p, p.columnTasks * p.rowTasks, threads);
+    }
+    return p;
+}
+
+void rind_pgemm(float *out, long ldOut, const float *inp, long ldInp, const float *packed,
+                const float *bias, long N, long C, long OC, int mode, int threads) {
+    rind_pgemm_job job = {out, ldOut, inp, ldInp, packed, bias, N, C, OC, mode};
+    rind_pgemm_many(&job, 1, threads);
+}
+
+// Several products as one piece of work on the pool: their task grids one after another.
+typedef struct { product p[RIND_PGEMM_MANY]; long first[RIND_PGEMM_MANY + 1]; int count; } product_list;
+
+static void run_listed(const void *context, long t, int slot) {
+    const product_list *l = context;
+    int i = 0;
+    while (t >= l->first[i + 1]) i++;
+    run_task(&l->p[i], t - l->first[i], slot);
+}
+
+void rind_pgemm_many(const rind_pgemm_job *jobs, int count, int threads) {
+    rind_tile_kernel kernel = rind_pgemm_tile_kernel();
+    product_list l = {.count = 0};
+    l.first[0] = 0;
+    for (int i = 0; i < count && i < RIND_PGEMM_MANY; i++) {
+        if (jobs[i].N <= 0 || jobs[i].OC <= 0) continue;
+        l.p[l.count] = plan(&jobs[i], kernel, threads);
+        l.first[l.count + 1] = l.first[l.count] + l.p[l.count].columnTasks * l.p[l.count].rowTasks;
+        l.count++;
+    }
+    if (l.count == 0) return;
+    if (l.first[l.count] == l.count) {   // every product is one task: the calling thread runs them
+        for (int i = 0; i < l.count; i++) run_region(&l.p[i], 0, l.p[i].N, 0, l.p[i].groups);
         return;
     }
-    run_region(&p, 0, N, 0, groups);
+    rind_pool_run(run_listed, &l, l.first[l.count], threads);
 }

@@ -55,10 +55,10 @@ static inline __attribute__((always_inline)) RIND_A512 __m512 rind_gelu512(__m51
     return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), onePlusErf);
 }
 
-/// x (N, C): each row replaced by its softmax: the row's maximum subtracted, differences held at
-/// or above -80 (as the row kernels' softmax), e^x and its sum in one pass (16 partial sums, then
-/// across the lanes), then scaled by 1 / sum. A row's result does not depend on the other rows.
-static inline RIND_A512 void rind_softmax_rows512(float *x, long N, long C) {
+/// x (N, C): each row replaced by e^(x - the row's maximum), the differences held at or above -80
+/// (as the row kernels' softmax), e^x and its sum in one pass (16 partial sums, then across the
+/// lanes); sums[r] = row r's sum. A row's result does not depend on the other rows.
+static inline RIND_A512 void rind_softmax_exp_rows512(float *x, long N, long C, float *sums) {
     __mmask16 tail = (__mmask16)((1u << (C % 16)) - 1);
     long full = C / 16 * 16;
     for (long r = 0; r < N; r++) {
@@ -79,7 +79,18 @@ static inline RIND_A512 void rind_softmax_rows512(float *x, long N, long C) {
             _mm512_mask_storeu_ps(row + full, tail, e);
             sum = _mm512_mask_add_ps(sum, tail, sum, e);
         }
-        __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+        sums[r] = _mm512_reduce_add_ps(sum);
+    }
+}
+
+/// x (N, C): each row replaced by its softmax: `rind_softmax_exp_rows512`, then scaled by 1 / sum.
+static inline RIND_A512 void rind_softmax_rows512(float *x, long N, long C) {
+    __mmask16 tail = (__mmask16)((1u << (C % 16)) - 1);
+    long full = C / 16 * 16;
+    for (long r = 0; r < N; r++) {
+        float *row = x + r * C, sum;
+        rind_softmax_exp_rows512(row, 1, C, &sum);
+        __m512 inv = _mm512_set1_ps(1.0f / sum);
         for (long i = 0; i < full; i += 16) _mm512_storeu_ps(row + i, _mm512_mul_ps(_mm512_loadu_ps(row + i), inv));
         if (tail) _mm512_mask_storeu_ps(row + full, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, row + full), inv));
     }

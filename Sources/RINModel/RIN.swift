@@ -207,6 +207,12 @@ struct Linear {
         linearAccumulate(out, inp, weight, bias, rows, inputs, outputs, transposedWeight: transposed)
     }
 
+    /// out (N, outputs) = inp (N, inputs) W^T + b as a product for `PackedLinearWeight.applyTogether`;
+    /// nil unless the weight is packed.
+    func product(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, rows: Int) -> PackedLinearWeight.Product? {
+        packed.map { .init($0, out, ldOut: outputs, inp, ldInp: inputs, bias: bias, rows: rows, mode: .store) }
+    }
+
     /// out (N, outputs) written with row stride `ldOut`.
     func strided(_ out: UnsafeMutablePointer<Float>, ldOut: Int, _ inp: UnsafePointer<Float>, rows: Int) {
         if let packed { return packed.apply(out, ldOut: ldOut, inp, ldInp: inputs, bias: bias, rows: rows, mode: .store) }
@@ -282,16 +288,21 @@ struct Attention {
 
     /// residual (B*Nq, queryWidth) += MHA(query (B*Nq, queryWidth), context (B*Nk, contextWidth)),
     /// image by image; all projections run over the whole batch as one product. On the `packed`
-    /// backend the heads of all images run as one `PackedAttention` call over the matrix threads.
+    /// backend q, k and v are one piece of work for the matrix threads, and the heads of all images
+    /// run as one `PackedAttention` call.
     func accumulate(_ residual: UnsafeMutablePointer<Float>, query: UnsafePointer<Float>, queries: Int,
                     context: UnsafePointer<Float>, keys: Int, batch: Int, workspace ws: RINWorkspace) {
-        q(ws.q, query, rows: batch * queries)
-        k(ws.k, context, rows: batch * keys)
-        v(ws.v, context, rows: batch * keys)
+        if let pq = q.product(ws.q, query, rows: batch * queries), let pk = k.product(ws.k, context, rows: batch * keys),
+           let pv = v.product(ws.v, context, rows: batch * keys) {
+            PackedLinearWeight.applyTogether(pq, pk, pv)
+        } else {
+            q(ws.q, query, rows: batch * queries)
+            k(ws.k, context, rows: batch * keys)
+            v(ws.v, context, rows: batch * keys)
+        }
         if MatmulBackend.current == .packed {
             PackedAttention.run(ws.attended, ws.q, ws.k, ws.v, batch: batch, queries: queries, keys: keys,
-                                width: inner, heads: heads, packs: ws.attentionPacks, scratch: ws.attentionScratch,
-                                slots: ws.attentionSlots)
+                                width: inner, heads: heads, scratch: ws.attentionScratch, slots: ws.attentionSlots)
             return out.accumulate(residual, ws.attended, rows: batch * queries)
         }
         for b in 0..<batch {

@@ -10,15 +10,15 @@ import RINTensor
 ///   scores (max(n, m), m): every attention has the m latents on one side (read m x n, compute
 ///   m x m, write n x m)   hidden (B * max(m*Fl, n*Fi))
 ///   timeFeatures (B, L/4)   timeHidden (B, L)
-///   attentionPacks, attentionScratch: the `packed` backend's attention (`PackedAttention`): every
-///   image and head's packed keys and values for the largest of the three attentions, and the
-///   scores of 8 query rows for each of `attentionSlots` threads
+///   attentionScratch: the `packed` backend's attention (`PackedAttention`): for each of
+///   `attentionSlots` threads, one head's packed keys and values and the scores of one block of
+///   query rows, for the largest of the three attentions
 public final class RINWorkspace: @unchecked Sendable {
     public let config: RINConfig
     public let batch: Int
     let patches, x, xNorm, zNorm, selfCond, zeros: UnsafeMutablePointer<Float>
     let q, k, v, attended, scores, hidden, timeFeatures, timeHidden: UnsafeMutablePointer<Float>
-    let attentionPacks, attentionScratch: UnsafeMutablePointer<Float>
+    let attentionScratch: UnsafeMutablePointer<Float>
     /// Threads the packed attention may use with this workspace: the cores, or the matrix threads
     /// if more were asked for when it was made.
     let attentionSlots: Int
@@ -57,11 +57,10 @@ public final class RINWorkspace: @unchecked Sendable {
         timeFeatures = make(B * L / 4)
         timeHidden = make(B * L)
         let Ci = c.crossWidth, Hi = c.interface.heads, Hl = c.latents.heads
-        attentionPacks = make(max(PackedAttention.packFloats(batch: B, keys: n, width: Ci, heads: Hi),   // read
-                                  PackedAttention.packFloats(batch: B, keys: m, width: L, heads: Hl),    // compute
-                                  PackedAttention.packFloats(batch: B, keys: m, width: Ci, heads: Hi)))  // write
         attentionSlots = min(256, max(1, ProcessInfo.processInfo.activeProcessorCount, BLASThreads.current))
-        attentionScratch = make(attentionSlots * PackedAttention.scratchFloats(keys: rows))
+        attentionScratch = make(attentionSlots * max(PackedAttention.scratchFloats(keys: n, width: Ci, heads: Hi),  // read
+                                                     PackedAttention.scratchFloats(keys: m, width: L, heads: Hl),   // compute
+                                                     PackedAttention.scratchFloats(keys: m, width: Ci, heads: Hi))) // write
         all = made
         byteCount = bytes
     }

@@ -11,10 +11,9 @@ final class PackedAttentionTests: XCTestCase {
     func packedAttention(_ q: [Float], _ k: [Float], _ v: [Float], batch: Int, Nq: Int, Nk: Int, Cw: Int, H: Int,
                          slots: Int = 4) -> [Float] {
         var out = [Float](repeating: .nan, count: batch * Nq * Cw)
-        var packs = [Float](repeating: .nan, count: PackedAttention.packFloats(batch: batch, keys: Nk, width: Cw, heads: H))
-        var scratch = [Float](repeating: .nan, count: slots * PackedAttention.scratchFloats(keys: Nk))
+        var scratch = [Float](repeating: .nan, count: slots * PackedAttention.scratchFloats(keys: Nk, width: Cw, heads: H))
         PackedAttention.run(&out, q, k, v, batch: batch, queries: Nq, keys: Nk, width: Cw, heads: H,
-                            packs: &packs, scratch: &scratch, slots: slots)
+                            scratch: &scratch, slots: slots)
         return out
     }
 

@@ -101,4 +101,46 @@ final class PackedLinearTests: XCTestCase {
             }
         }
     }
+
+    /// Three products run together (`applyTogether`: one piece of work on the pool) give the bits
+    /// each gives alone, on every path and thread count: a large product, one small enough to be a
+    /// single task, one with no rows, in several orders; accumulate and GELU modes, a strided output.
+    func testProductsRunTogetherGiveTheBitsOfEachAlone() {
+        let shapes: [(rows: Int, inputs: Int, outputs: Int, mode: PackedLinearWeight.Mode, ldOut: Int)] = [
+            (150, 192, 200, .accumulate, 200), (3, 20, 17, .gelu, 17), (0, 8, 8, .store, 8), (40, 64, 48, .store, 64)]
+        var buffers: [UnsafeMutablePointer<Float>] = []
+        defer { buffers.forEach { $0.deallocate() } }
+        func buffer(_ values: [Float]) -> UnsafeMutablePointer<Float> {
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: max(values.count, 1))
+            p.initialize(from: values, count: values.count)
+            buffers.append(p)
+            return p
+        }
+        let weights = shapes.enumerated().map { i, s in
+            PackedLinearWeight(packing: random(s.outputs * s.inputs, seed: UInt64(10 + i)), inputs: s.inputs, outputs: s.outputs,
+                               into: buffer([Float](repeating: .nan, count: PackedLinearWeight.floatCount(inputs: s.inputs, outputs: s.outputs))))
+        }
+        let inputs = shapes.enumerated().map { i, s in buffer(random(s.rows * s.inputs, seed: UInt64(20 + i))) }
+        let biases = shapes.enumerated().map { i, s in buffer(random(s.outputs, seed: UInt64(30 + i))) }
+        let starts = shapes.enumerated().map { i, s in random(s.rows * s.ldOut, seed: UInt64(40 + i)) }
+        let outs = starts.map { buffer($0) }
+        func run(_ order: [Int], together: Bool) -> [[Float]] {
+            for i in shapes.indices { outs[i].update(from: starts[i], count: starts[i].count) }
+            let p = order.map { i in
+                PackedLinearWeight.Product(weights[i], outs[i], ldOut: shapes[i].ldOut, inputs[i], ldInp: shapes[i].inputs,
+                                           bias: biases[i], rows: shapes[i].rows, mode: shapes[i].mode)
+            }
+            if together { PackedLinearWeight.applyTogether(p[0], p[1], p[2]) } else { p.forEach { $0.apply() } }
+            return shapes.indices.map { Array(UnsafeBufferPointer(start: outs[$0], count: starts[$0].count)) }
+        }
+        for threads in [1, 2, 3] {
+            onEveryPackedPath(threads: threads) { isa in
+                for order in [[0, 1, 2], [2, 1, 0], [1, 3, 0], [3, 2, 1]] {
+                    let together = run(order, together: true), alone = run(order, together: false)
+                    XCTAssertEqual(together, alone, "\(isa), \(threads) threads, products \(order)")
+                    XCTAssertFalse(together.joined().contains { $0.isNaN }, "\(isa): every output written")
+                }
+            }
+        }
+    }
 }

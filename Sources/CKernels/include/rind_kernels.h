@@ -27,6 +27,11 @@ void rind_add(float *out, const float *inp, long n);
 /// x (N, C): each row replaced by its softmax (max subtracted first).
 void rind_softmax_rows(float *x, long N, long C);
 
+/// x (N, C): each row replaced by e^(x - the row's maximum), and sums[r] = row r's sum: the
+/// softmax before its division, for callers that scale a product of the row instead (attention
+/// scales its output rows, hd values, rather than its Nk scores).
+void rind_softmax_exp_rows(float *x, long N, long C, float *sums);
+
 /// out (N, C) = (inp - mean) / sqrt(var + eps) * weight + bias, per row, population variance,
 /// two passes. out may equal inp.
 void rind_layer_norm(float *out, const float *inp, const float *weight, const float *bias,

@@ -10,7 +10,8 @@
 // Threads: the pool of Sources/CKernels/rind_pool.c. A product of 2 MFLOP or more is cut into
 // about 8 tasks per thread (bands of output panels, then of rows; none under ~0.3 MFLOP) that the
 // caller and the workers take from a counter, so a worker that wakes late or loses its core leaves
-// its share to the caller. One product runs on the pool at a time; a caller that finds the pool
+// its share to the caller (`rind_pgemm_many` puts several independent products' tasks on one
+// counter). One product runs on the pool at a time; a caller that finds the pool
 // busy runs its product on its own thread instead.
 #ifndef RIND_PGEMM_H
 #define RIND_PGEMM_H
@@ -34,6 +35,21 @@ enum { RIND_PGEMM_STORE = 0, RIND_PGEMM_ACCUMULATE = 1, RIND_PGEMM_GELU = 2 };
 /// packed from `rind_pgemm_pack`, bias (OC) or NULL; on up to `threads` threads.
 void rind_pgemm(float *out, long ldOut, const float *inp, long ldInp, const float *packed,
                 const float *bias, long N, long C, long OC, int mode, int threads);
+
+/// One product of `rind_pgemm_many`: rind_pgemm's arguments.
+typedef struct {
+    float *out; long ldOut; const float *inp; long ldInp; const float *packed; const float *bias;
+    long N, C, OC; int mode;
+} rind_pgemm_job;
+
+/// The most products one `rind_pgemm_many` call takes (it ignores those past it).
+#define RIND_PGEMM_MANY 4
+
+/// Runs up to RIND_PGEMM_MANY independent products (no output overlaps another's input or output,
+/// e.g. attention's q, k and v projections) as one piece of work on the pool: one start and one
+/// wait instead of one per product, and the threads that finish one product's tasks go on with
+/// the next one's. Each product's results are those `rind_pgemm` gives.
+void rind_pgemm_many(const rind_pgemm_job *jobs, int count, int threads);
 
 /// Starts the pool's workers for up to `threads` threads now (at load), so that no product has to.
 void rind_pgemm_prepare(int threads);
