@@ -286,6 +286,46 @@ A512 static void pack_transpose512(float *dst, const float *w, long C, long OC, 
         }
     }
 }
+
+// The same on AVX2: each panel's 16 rows as two 8 x 8 blocks per 8 inputs, transposed in registers.
+static inline __attribute__((always_inline)) A256 void transpose8(__m256 r[8]) {
+    __m256 t[8], s[8];
+    for (int i = 0; i < 4; i++) {   // t[2i], t[2i+1]: rows 2i and 2i+1 interleaved, low and high pairs
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; i++) {   // s[4i + c]: column c (and c + 4) of rows 4i..4i+3
+        s[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        s[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        s[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        s[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm256_permute2f128_ps(s[c], s[4 + c], 0x20);
+        r[c + 4] = _mm256_permute2f128_ps(s[c], s[4 + c], 0x31);
+    }
+}
+
+A256 static void pack_transpose256(float *dst, const float *w, long C, long OC, long strideO) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (long p = 0; p * PANEL < OC; p++) {
+        long outputs = OC - p * PANEL < PANEL ? OC - p * PANEL : PANEL;
+        for (long k0 = 0; k0 < C; k0 += 8) {
+            long inputs = C - k0 < 8 ? C - k0 : 8;
+            __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)inputs), lane);
+            float *row = dst + (p * C + k0) * PANEL;
+            for (int half = 0; half < 2; half++) {
+                __m256 r[8];
+                for (int j = 0; j < 8; j++) {
+                    long o = half * 8 + j;
+                    r[j] = o < outputs ? _mm256_maskload_ps(w + (p * PANEL + o) * strideO + k0, m) : _mm256_setzero_ps();
+                }
+                transpose8(r);
+                for (long kk = 0; kk < inputs; kk++) _mm256_storeu_ps(row + kk * PANEL + half * 8, r[kk]);
+            }
+        }
+    }
+}
 #endif
 
 void rind_pgemm_pack_strided(float *dst, const float *w, long C, long OC, long strideO, long strideK) {
@@ -305,6 +345,10 @@ void rind_pgemm_pack_strided(float *dst, const float *w, long C, long OC, long s
 #ifdef HAVE_X86
     if (strideK == 1 && rind_kernels_isa() == 2) {
         pack_transpose512(dst, w, C, OC, strideO);
+        return;
+    }
+    if (strideK == 1 && rind_kernels_isa() == 1) {
+        pack_transpose256(dst, w, C, OC, strideO);
         return;
     }
 #endif
