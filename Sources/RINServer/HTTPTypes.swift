@@ -9,7 +9,9 @@ public struct HTTPRequest: Sendable {
     public var path: String
     /// Query arguments, decoded, in the order sent.
     public var query: [(name: String, value: String)]
-    /// Header fields keyed by lower-cased name (a repeated field keeps its last value).
+    /// Header fields keyed by lower-cased name; a repeated field's values joined with ", " in the
+    /// order sent (RFC 9110 5.3). The server refuses a repeat of a field that is not a list
+    /// (Content-Type, Authorization, ...) with 400 before any handler runs.
     public var headers: [String: String]
     /// The request body.
     public var body: [UInt8]

@@ -98,7 +98,10 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
     // MARK: Listening socket
 
     /// Binds and listens in Swift (rather than letting MHD do it) so errors carry errno and the
-    /// ephemeral port can be read back with getsockname.
+    /// ephemeral port can be read back with getsockname. A host may resolve to several addresses
+    /// ("localhost" to ::1 and 127.0.0.1, where one may be missing or taken): each is tried in
+    /// getaddrinfo's order (RFC 6724's preference) and the first that binds and listens is used;
+    /// when none does, the error is the last address's.
     private static func bindListeningSocket(host: String, port: Int) throws(HTTPServerError) -> (Int32, Int) {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
@@ -114,11 +117,27 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
             throw .addressResolution(host: host, message: String(cString: gai_strerror(status)))
         }
         defer { freeaddrinfo(result) }
-        let fd = socket(first.pointee.ai_family, first.pointee.ai_socktype, first.pointee.ai_protocol)
+        var lastError: HTTPServerError?
+        var node: UnsafeMutablePointer<addrinfo>? = first
+        while let entry = node {
+            do throws(HTTPServerError) {
+                let fd = try listeningSocket(on: entry.pointee, host: host, port: port)
+                return (fd, boundPort(of: fd) ?? port)
+            } catch {
+                lastError = error
+            }
+            node = entry.pointee.ai_next
+        }
+        throw lastError!   // getaddrinfo succeeded, so the loop ran at least once
+    }
+
+    /// A socket bound to `address` and listening, or the step that failed with its errno.
+    private static func listeningSocket(on address: addrinfo, host: String, port: Int) throws(HTTPServerError) -> Int32 {
+        let fd = socket(address.ai_family, address.ai_socktype, address.ai_protocol)
         if fd < 0 { throw .socket(host: host, port: port, operation: "socket", errno: errno) }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        if bind(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) != 0 {
+        if bind(fd, address.ai_addr, address.ai_addrlen) != 0 {
             let code = errno
             close(fd)
             throw .socket(host: host, port: port, operation: "bind", errno: code)
@@ -128,24 +147,28 @@ public final class MicroHTTPDaemon: @unchecked Sendable {
             close(fd)
             throw .socket(host: host, port: port, operation: "listen", errno: code)
         }
+        return fd
+    }
+
+    /// The port `fd` is bound to (getsockname), or nil when it cannot be read.
+    private static func boundPort(of fd: Int32) -> Int? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let bound = withUnsafeMutablePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
-        var boundPort = port
-        if bound == 0 {
-            if Int32(storage.ss_family) == AF_INET {
-                boundPort = withUnsafePointer(to: &storage) {
-                    $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
-                }
-            } else if Int32(storage.ss_family) == AF_INET6 {
-                boundPort = withUnsafePointer(to: &storage) {
-                    $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) }
-                }
+        guard bound == 0 else { return nil }
+        if Int32(storage.ss_family) == AF_INET {
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
             }
         }
-        return (fd, boundPort)
+        if Int32(storage.ss_family) == AF_INET6 {
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) }
+            }
+        }
+        return nil
     }
 
     /// Whether `host` names only loopback addresses (127.0.0.0/8, ::1, "localhost").

@@ -51,6 +51,10 @@ public struct Problem: Error, Codable, Sendable, Equatable {
     public static func malformedJSON(_ detail: String) -> Problem {
         Problem(kind: "malformed-json", title: "Malformed JSON body", status: 400, detail: detail)
     }
+    /// A request the HTTP layer refuses before routing (an encoded NUL, a repeated header field).
+    public static func badRequest(_ detail: String, parameter: String? = nil) -> Problem {
+        Problem(kind: "bad-request", title: "Bad request", status: 400, detail: detail, parameter: parameter)
+    }
     public static func unauthorized() -> Problem {
         Problem(kind: "unauthorized", title: "Unauthorized", status: 401,
                 detail: "this route needs 'Authorization: Bearer <api key>'",

@@ -128,8 +128,10 @@ final class RequestBridge: @unchecked Sendable {
                            detail: "the query has \(state.queryArguments) arguments; the limit is \(limits.maxQueryParameters)")
         }
         if state.encodedNUL {
-            return Problem(kind: "bad-request", title: "Bad request", status: 400,
-                           detail: "the request target contains an encoded NUL byte (%00), which no path or parameter may hold")
+            return Problem.badRequest("the request target contains an encoded NUL byte (%00), which no path or parameter may hold")
+        }
+        if let field = state.repeatedSingleField {
+            return Problem.badRequest("the header field \(field) appears more than once; send it once", parameter: field)
         }
         if let coding = state.request.header("transfer-encoding"),
            coding.trimmingCharacters(in: .whitespaces).lowercased() != "chunked" {
@@ -156,7 +158,7 @@ final class RequestBridge: @unchecked Sendable {
         if !state.headRead {
             // First call: headers are complete, no body bytes yet.
             state.headRead = true
-            state.request = Self.readRequest(connection: connection, url: url, method: method)
+            (state.request, state.repeatedSingleField) = Self.readRequest(connection: connection, url: url, method: method)
             if let problem = headProblem(state, connection: connection) {
                 if problem.status == 413 { state.bodyTooLarge = true }
                 return queue(problem.response, on: connection, state: state)
@@ -252,17 +254,50 @@ final class RequestBridge: @unchecked Sendable {
         }
     }
 
-    private static func readRequest(connection: OpaquePointer, url: String, method: String) -> HTTPRequest {
+    /// Header fields a request may carry at most once; a repeat is answered 400 naming the field.
+    /// RFC 9110 5.3 lets a recipient join a repeated field's lines with ", " only where the field is
+    /// a list. Content-Type and Authorization are not lists, nor is Idempotency-Key (a structured
+    /// Item), and a repeated Host is a 400 by RFC 9112 3.2. Content-Length and Transfer-Encoding
+    /// frame the body: libmicrohttpd reads them from their first line, so rind reading the joined
+    /// (or, before, the last) value could disagree with the library about where the body ends.
+    /// If-None-Match, the other field rind reads, is a list and is joined.
+    private static let singleFields = ["Content-Length", "Transfer-Encoding", "Host", "Content-Type",
+                                       "Authorization", "Idempotency-Key"]
+
+    /// Header fields keyed by lower-cased name, a repeated field's values joined with ", " in
+    /// arrival order (RFC 9110 5.3), and the first of ``singleFields`` that was repeated, if any.
+    private static func joinFields(_ fields: [(name: String, value: String)])
+        -> (headers: [String: String], repeatedSingleField: String?) {
+        var headers: [String: String] = [:]
+        var repeatedSingleField: String?
+        for (name, value) in fields {
+            let key = name.lowercased()
+            guard let earlier = headers[key] else {
+                headers[key] = value
+                continue
+            }
+            headers[key] = earlier + ", " + value
+            if repeatedSingleField == nil {
+                repeatedSingleField = singleFields.first { $0.lowercased() == key }
+            }
+        }
+        return (headers, repeatedSingleField)
+    }
+
+    /// The request as the handler will see it, and the first of ``singleFields`` it repeats.
+    private static func readRequest(connection: OpaquePointer, url: String, method: String)
+        -> (request: HTTPRequest, repeatedSingleField: String?) {
         final class Collector {
-            var headers: [String: String] = [:]
+            var fields: [(name: String, value: String)] = []
             var query: [(name: String, value: String)] = []
         }
         let collector = Collector()
         let box = Unmanaged.passUnretained(collector).toOpaque()
+        // libmicrohttpd hands the fields over in the order they arrived.
         _ = MHD_get_connection_values(connection, MHD_ValueKind(rawValue: 1)!, { cls, _, key, value in
             let collector = Unmanaged<Collector>.fromOpaque(cls!).takeUnretainedValue()
             if let key {
-                collector.headers[String(cString: key).lowercased()] = value.map { String(cString: $0) } ?? ""
+                collector.fields.append((String(cString: key), value.map { String(cString: $0) } ?? ""))
             }
             return mhdYes
         }, box)
@@ -276,8 +311,9 @@ final class RequestBridge: @unchecked Sendable {
         var address = [CChar](repeating: 0, count: 64)
         let client = rind_mhd_client_address(connection, &address, address.count) == 0
             ? String(decoding: address.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
-        return HTTPRequest(method: method.uppercased(), path: url, query: collector.query,
-                           headers: collector.headers, body: [], clientAddress: client)
+        let (headers, repeatedSingleField) = joinFields(collector.fields)
+        return (HTTPRequest(method: method.uppercased(), path: url, query: collector.query,
+                            headers: headers, body: [], clientAddress: client), repeatedSingleField)
     }
 }
 
@@ -294,6 +330,8 @@ private final class RequestState {
     var targetBytes = 0
     var queryArguments = 0
     var encodedNUL = false
+    /// The first of `RequestBridge.singleFields` the head repeats (answered 400).
+    var repeatedSingleField: String?
     var bodyTooLarge = false
     var answered = false
     var status = 500

@@ -1,5 +1,6 @@
 import Foundation
 import RINImage
+import RINTestSupport
 import XCTest
 
 #if canImport(Glibc)
@@ -43,6 +44,38 @@ final class DaemonProcessTests: XCTestCase {
         let status = daemon.waitForExit()
         XCTAssertNotEqual(status, 0)
         XCTAssertTrue(daemon.output.contains("--api-key-file"), daemon.output)
+    }
+
+    /// A host that resolves to several addresses listens on the first that binds, and fails, naming
+    /// the host and the port, only when none does. "localhost" is such a host on many machines
+    /// (::1, then 127.0.0.1) but not on every one, so the test makes its own name: a hosts file
+    /// bound over /etc/hosts in a private mount namespace (`unshare`) that rind runs in.
+    func testHostWithSeveralAddressesListensOnTheFirstThatBinds() throws {
+        let hosts = scratch.appendingPathComponent("hosts")
+        try "::1 rind-two.test\n127.0.0.1 rind-two.test\n".write(to: hosts, atomically: true, encoding: .utf8)
+        let launcher = ["/usr/bin/unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                        #"mount --bind "$0" /etc/hosts && exec "$@""#, hosts.path]
+        let probe = try? runProcess(launcher[0], Array(launcher.dropFirst()) + ["getent", "ahosts", "rind-two.test"])
+        guard let probe, probe.status == 0, probe.output.hasPrefix("::1 ") else {
+            throw XCTSkip("no private hosts file here (unshare or mount refused): \(probe?.output ?? "no unshare")")
+        }
+        // The port taken on ::1, the first address: rind listens on 127.0.0.1.
+        guard let ipv6 = HeldPort(address: "::1", port: 0) else { throw XCTSkip("no IPv6 loopback here") }
+        let arguments = ["serve", "--checkpoints", checkpoints.path, "--host", "rind-two.test",
+                         "--port", String(ipv6.port), "--state-dir", scratch.appendingPathComponent("state").path]
+        let daemon = try Daemon(arguments: arguments, waitForPort: false, launcher: launcher)
+        XCTAssertTrue(poll { (try? http("GET", ipv6.port, "/healthz"))?.status == 200 || !daemon.process.isRunning },
+                      daemon.output)
+        XCTAssertEqual(try http("GET", ipv6.port, "/healthz").status, 200, daemon.output)
+        daemon.terminate()
+
+        // Taken on both: the error names the host and the port, with the last address's errno.
+        let ipv4 = try XCTUnwrap(HeldPort(address: "127.0.0.1", port: ipv6.port))
+        let refused = try Daemon(arguments: arguments, waitForPort: false, launcher: launcher)
+        XCTAssertEqual(refused.waitForExit(), 2, refused.output)
+        XCTAssertTrue(refused.output.contains("cannot listen on rind-two.test:\(ipv6.port): bind failed: Address already in use"),
+                      refused.output)
+        withExtendedLifetime(ipv4) {}
     }
 
     func testNoModelsIsAClearError() throws {
@@ -250,9 +283,13 @@ final class Daemon: @unchecked Sendable {
     var pid: Int32 { process.processIdentifier }
     var output: String { lock.withLock { collected } }
 
-    init(arguments: [String], environment: [String: String] = [:], waitForPort: Bool = true) throws {
-        process.executableURL = DaemonProcessTests.binary
-        process.arguments = arguments
+    /// `launcher`: a command that ends by exec'ing its arguments, the binary and `arguments` (so
+    /// `pid` is still rind's), to run it in another environment; empty = run it directly.
+    init(arguments: [String], environment: [String: String] = [:], waitForPort: Bool = true,
+         launcher: [String] = []) throws {
+        let command = launcher + [DaemonProcessTests.binary.path] + arguments
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
             .filter { $0.key != "NOTIFY_SOCKET" || environment["NOTIFY_SOCKET"] != nil }
         let pipe = Pipe()

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import RINServer
 import XCTest
 
@@ -184,6 +185,62 @@ final class HostileClientTests: XCTestCase {
         try server.waitFor(id, ["succeeded"])
         assertProblem(try http("GET", port, "/jobs/\(id)/image.png?i="), status: 400, parameter: "i")
         XCTAssertEqual(try http("GET", port, "/jobs/\(id)/image.png?i=0").status, 200)
+    }
+
+    // MARK: Repeated header fields
+
+    /// A field that is not a list, or that frames the body, may not repeat: 400 naming it, before
+    /// the API key and the route are looked at. Each of these was served before, with the field's
+    /// last value (the other text/plain, another guess at the key, another idempotency key).
+    func testRepeatedSingleValuedHeaderFieldsAreRefused() throws {
+        let server = try TestServer(apiKey: "sesame")
+        defer { server.shutdown() }
+        let port = server.port
+        let key = "Authorization: Bearer sesame"
+        let submit = "POST /generate?class=0&steps=2 HTTP/1.1"
+        let list = "GET /jobs HTTP/1.1"
+        let json = "Content-Type: application/json"
+        let cases: [(field: String, requestLine: String, fields: [String], body: String)] = [
+            ("Content-Type", submit, ["Host: x", key, "Content-Type: text/plain", json, "Content-Length: 2"], "{}"),
+            ("Authorization", list, ["Host: x", "Authorization: Bearer guess", key], ""),
+            ("Authorization", list, ["Host: x", key, "authorization: Bearer sesame"], ""),   // any case, same value
+            ("Idempotency-Key", submit, ["Host: x", key, "Idempotency-Key: a", "Idempotency-Key: b"], ""),
+            ("Host", list, ["Host: x", "Host: y", key], ""),
+            ("Content-Length", submit, ["Host: x", key, json, "Content-Length: 2", "Content-Length: 2"], "{}"),
+            ("Transfer-Encoding", submit, ["Host: x", key, json, "Transfer-Encoding: chunked",
+                                           "Transfer-Encoding: chunked"], "2\r\n{}\r\n0\r\n\r\n"),
+        ]
+        for (field, requestLine, fields, body) in cases {
+            let result = try http(port, requestLine: requestLine, fields: fields, body: body)
+            assertProblem(result, status: 400, parameter: field)
+            XCTAssertTrue((result.json["detail"] as? String ?? "").contains(field), result.text)
+        }
+        // Once each, the same fields are fine.
+        let once = try http(port, requestLine: submit, fields: ["Host: x", key, json, "Content-Length: 2",
+                                                                 "Idempotency-Key: a"], body: "{}")
+        XCTAssertEqual(once.status, 202, once.text)
+    }
+
+    /// Other repeated fields reach the handler as one value, joined with ", " in the order sent
+    /// (RFC 9110 5.3). If-None-Match, a list the API reads, matches an entity tag on any of its
+    /// lines (before, only the last line counted).
+    func testRepeatedListHeaderFieldsAreJoinedInOrder() throws {
+        let echo = try MicroHTTPDaemon(host: "127.0.0.1", port: 0, limits: HTTPServerLimits(), logger: Logger(label: "test"),
+                                       handler: { .text($0.header("accept-encoding") ?? "(none)") },
+                                       observer: { _, _, _ in })
+        defer { echo.stop() }
+        let echoed = try http(echo.port, requestLine: "GET / HTTP/1.1",
+                              fields: ["Host: x", "Accept-Encoding: gzip", "accept-encoding: br", "Accept-Encoding: identity"])
+        XCTAssertEqual(echoed.text, "gzip, br, identity")
+
+        let server = try TestServer()
+        defer { server.shutdown() }
+        let id = try server.submit("class=0&steps=2")["id"] as! String
+        try server.waitFor(id, ["succeeded"])
+        let etag = try XCTUnwrap(try http("GET", server.port, "/jobs/\(id)").header("etag"))
+        let cached = try http(server.port, requestLine: "GET /jobs/\(id) HTTP/1.1",
+                              fields: ["Host: x", "If-None-Match: \(etag)", "If-None-Match: \"other\""])
+        XCTAssertEqual(cached.status, 304, cached.text)
     }
 
     // MARK: Auth

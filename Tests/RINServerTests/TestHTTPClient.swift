@@ -213,14 +213,30 @@ final class TestBodyReader: ByteSource {
     }
 }
 
+extension TestHTTPConnection {
+    /// Reads one whole response to a `method` request.
+    func readResponse(method: String) throws -> HTTPResult {
+        let (status, headers) = try readHead()
+        let reader = TestBodyReader(connection: self, headers: headers, method: method, status: status)
+        return HTTPResult(status: status, headers: headers, body: reader.readAll())
+    }
+}
+
 /// One request on a fresh connection.
 func http(_ method: String, _ port: Int, _ path: String, headers: [String: String] = [:], body: [UInt8]? = nil)
     throws -> HTTPResult {
     let connection = try TestHTTPConnection(port: port)
     connection.send(method: method, path: path, headers: headers, body: body)
-    let (status, responseHeaders) = try connection.readHead()
-    let reader = TestBodyReader(connection: connection, headers: responseHeaders, method: method, status: status)
-    return HTTPResult(status: status, headers: responseHeaders, body: reader.readAll())
+    return try connection.readResponse(method: method)
+}
+
+/// One request on a fresh connection with its header fields written exactly as given, in order,
+/// repeats included (`http` takes a dictionary); only `Connection: close` is added.
+func http(_ port: Int, requestLine: String, fields: [String], body: String = "") throws -> HTTPResult {
+    let connection = try TestHTTPConnection(port: port, timeoutSeconds: 30)
+    let head = ([requestLine] + fields + ["Connection: close"]).joined(separator: "\r\n") + "\r\n\r\n"
+    connection.write(Array((head + body).utf8))
+    return try connection.readResponse(method: String(requestLine.prefix { $0 != " " }))
 }
 
 /// A JSON POST.

@@ -5,6 +5,10 @@ import RINModel
 import RINServer
 import XCTest
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 enum Fixtures {
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures")
@@ -269,4 +273,40 @@ final class RunGate: @unchecked Sendable {
         condition.broadcast()
         condition.unlock()
     }
+}
+
+/// A listening TCP socket holding `port` on a numeric `address` ("127.0.0.1", "::1"), so that
+/// another socket's bind there fails with EADDRINUSE; port 0 takes a free one. nil when the
+/// address cannot be bound here (no IPv6, or the port is taken).
+final class HeldPort {
+    let fd: Int32
+    let port: Int
+
+    init?(address: String, port: Int) {
+        var hints = addrinfo()
+        hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(address, String(port), &hints, &result) == 0, let entry = result?.pointee else { return nil }
+        defer { freeaddrinfo(result) }
+        let socketFD = socket(entry.ai_family, entry.ai_socktype, entry.ai_protocol)
+        // SO_REUSEADDR: a connection of an earlier test left in TIME_WAIT must not stop the hold;
+        // a listening socket still refuses every other bind.
+        var one: Int32 = 1
+        setsockopt(socketFD, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        guard socketFD >= 0, bind(socketFD, entry.ai_addr, entry.ai_addrlen) == 0, listen(socketFD, 1) == 0,
+              withUnsafeMutablePointer(to: &storage, {
+                  $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socketFD, $0, &length) }
+              }) == 0 else {
+            if socketFD >= 0 { close(socketFD) }
+            return nil
+        }
+        fd = socketFD
+        // sin_port and sin6_port both sit right after the 2-byte family, in network byte order.
+        self.port = withUnsafeBytes(of: storage) { Int($0[2]) << 8 | Int($0[3]) }
+    }
+
+    deinit { close(fd) }
 }
