@@ -16,7 +16,8 @@ own child process so that its peak RSS is its own. Prints one JSON object per ro
      "seconds_per_step": 0.024, "min_seconds": 0.023, "repeats": 5, "warmup": 1,
      "peak_rss_bytes": 512000000, "onnxruntime": "1.32.0", "cpu_capability": "AVX512"}
 
-seconds_per_step is the median of `repeats` timed steps after `warmup` untimed ones. Needs the
+seconds_per_step is the median of `repeats` timed steps after `warmup` untimed ones (with the hidden
+--lockstep flag, of the bursts of steps `rind bench` asks for: bench_torch.time_steps). Needs the
 `onnx` and `onnxruntime` packages (PyPI) beside torch.
 """
 
@@ -97,7 +98,8 @@ def check_export(cfg, batch: int, session) -> float:
     return deviation
 
 
-def run_row(config: str, batch: int, threads: int, warmup: int, repeats: int, spinning: bool = True) -> dict:
+def run_row(config: str, batch: int, threads: int, warmup: int, repeats: int, spinning: bool = True,
+            lockstep: bool = False) -> dict:
     import numpy as np
     import onnxruntime as ort
     import torch
@@ -144,11 +146,11 @@ def run_row(config: str, batch: int, threads: int, warmup: int, repeats: int, sp
 
     from bench_torch import time_steps
 
-    times = time_steps(step, warmup, repeats)
+    times = time_steps(step, warmup, repeats, lockstep)
     return {
         "config": config, "batch": batch, "threads": threads, "engine": "onnxruntime",
         "seconds_per_step": statistics.median(times), "min_seconds": min(times),
-        "repeats": repeats, "warmup": warmup,
+        "repeats": len(times), "warmup": warmup,
         # ru_maxrss is in KiB on Linux; it includes the export (torch), so it is an upper bound.
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "onnxruntime": ort.__version__, "max_abs_diff_vs_torch": deviation, "spinning": spinning,
@@ -169,13 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spinning", choices=["on", "off"], default="on",
                     help="ONNX Runtime's intra-op threads spin between operators (its default) or sleep")
     ap.add_argument("--row", nargs=2, metavar=("CONFIG", "BATCH"), help=argparse.SUPPRESS)  # child process
+    ap.add_argument("--lockstep", action="store_true", help=argparse.SUPPRESS)  # with --row: steps on request
     args = ap.parse_args(argv)
     if args.threads < 1 or args.warmup < 0 or args.repeats < 1 or any(b < 1 for b in args.batches):
         print("error: --threads, --repeats and --batches must be >= 1, --warmup >= 0", file=sys.stderr)
         return 2
     if args.row:
         print(json.dumps(run_row(args.row[0], int(args.row[1]), args.threads, args.warmup, args.repeats,
-                                 args.spinning == "on")),
+                                 args.spinning == "on", args.lockstep)),
               flush=True)
         return 0
     for config in args.configs:

@@ -14,7 +14,9 @@ RSS is its own. Prints one JSON object per row on stdout:
      "peak_rss_bytes": 512000000, "parameters": 30951180, "torch": "2.13.0+cpu",
      "cpu_capability": "AVX512"}
 
-seconds_per_step is the median of `repeats` timed steps after `warmup` untimed ones.
+seconds_per_step is the median of `repeats` timed steps after `warmup` untimed ones. `rind bench`
+runs a row with the hidden --lockstep flag to alternate short bursts of steps with the other
+engines' rows (see time_steps).
 """
 
 from __future__ import annotations
@@ -33,9 +35,42 @@ HERE = Path(__file__).resolve().parent
 
 
 
-def time_steps(step, warmup: int, repeats: int) -> list[float]:
-    """Calls step(k) for k in 0..warmup+repeats-1; returns the seconds of the last `repeats` calls."""
+def time_steps(step, warmup: int, repeats: int, lockstep: bool = False) -> list[float]:
+    """Calls step(k) for k in 0..warmup+repeats-1; returns the seconds of the last `repeats` calls.
+
+    With `lockstep` (`rind bench` has the engines take turns) the steps run in bursts when the
+    parent asks: this prints {"ready": true}; then for each line "burst S" on stdin it runs one
+    untimed step (the caches and threads warm again after another engine's turn) and then timed
+    steps until they add up to S seconds (at least one), and prints {"seconds": [their seconds]};
+    on "done" or the end of stdin it returns the timed steps of every burst after the first
+    `warmup` bursts.
+    """
     times = []
+    if lockstep:
+        print(json.dumps({"ready": True}), flush=True)
+        k = bursts = 0
+        for line in sys.stdin:
+            words = line.split()
+            if words == ["done"]:
+                break
+            if len(words) != 2 or words[0] != "burst":
+                raise SystemExit(f"bench: unknown lockstep command {line.strip()!r}")
+            budget = float(words[1])
+            step(k)
+            k += 1
+            burst = []
+            while not burst or sum(burst) < budget:
+                start = time.perf_counter()
+                step(k)
+                burst.append(time.perf_counter() - start)
+                k += 1
+            print(json.dumps({"seconds": burst}), flush=True)
+            if bursts >= warmup:
+                times += burst
+            bursts += 1
+        if not times:
+            raise SystemExit("bench: lockstep ended before any timed burst")
+        return times
     for k in range(warmup + repeats):
         start = time.perf_counter()
         step(k)
@@ -44,7 +79,8 @@ def time_steps(step, warmup: int, repeats: int) -> list[float]:
             times.append(elapsed)
     return times
 
-def run_row(config: str, batch: int, threads: int, warmup: int, repeats: int) -> dict:
+
+def run_row(config: str, batch: int, threads: int, warmup: int, repeats: int, lockstep: bool = False) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -70,11 +106,11 @@ def run_row(config: str, batch: int, threads: int, warmup: int, repeats: int) ->
         x = math.sqrt(g_next) * x0 + math.sqrt(1 - g_next) * eps
 
     with torch.inference_mode():
-        times = time_steps(step, warmup, repeats)
+        times = time_steps(step, warmup, repeats, lockstep)
     return {
         "config": config, "batch": batch, "threads": threads, "dtype": "float32",
         "seconds_per_step": statistics.median(times), "min_seconds": min(times),
-        "repeats": repeats, "warmup": warmup,
+        "repeats": len(times), "warmup": warmup,
         # ru_maxrss is in KiB on Linux.
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "parameters": sum(p.numel() for p in model.parameters()), "torch": torch.__version__,
@@ -91,12 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--row", nargs=2, metavar=("CONFIG", "BATCH"), help=argparse.SUPPRESS)  # child process
+    ap.add_argument("--lockstep", action="store_true", help=argparse.SUPPRESS)  # with --row: steps on request
     args = ap.parse_args(argv)
     if args.threads < 1 or args.warmup < 0 or args.repeats < 1 or any(b < 1 for b in args.batches):
         print("error: --threads, --repeats and --batches must be >= 1, --warmup >= 0", file=sys.stderr)
         return 2
     if args.row:
-        print(json.dumps(run_row(args.row[0], int(args.row[1]), args.threads, args.warmup, args.repeats)),
+        print(json.dumps(run_row(args.row[0], int(args.row[1]), args.threads, args.warmup, args.repeats,
+                                 args.lockstep)),
               flush=True)
         return 0
     for config in args.configs:

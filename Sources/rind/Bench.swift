@@ -13,12 +13,16 @@ struct Bench: AsyncParsableCommand {
         discussion: """
             A step is one network pass plus the DDIM update, latents carried, no guidance (as \
             Training/bench_torch.py and Training/bench_onnx.py time it). Each (config, batch) row runs \
-            in a child process so its peak RSS is its own; with --onnx / --torch the other engines' \
-            rows run right after rind's, in --rounds rounds, so that machine noise hits all of them; \
-            each figure is the median over rounds of each round's median step, and each other engine's \
-            last column compares the fastest single steps of all rounds. GFLOP/s counts every \
-            matrix product of the network analytically from the config; the sgemm peak is a 2048^3 \
-            sgemm on the same backend and threads.
+            in a child process so its peak RSS is its own. With --onnx / --torch the engines' row \
+            processes for a (config, batch) are started together, each with its model loaded, and \
+            take single steps in turn (rind, ONNX Runtime, torch, rind, ...; --interleave steps, a \
+            short pause between engines), so that machine noise, which comes and goes over seconds, \
+            hits neighbouring steps alike: each engine's figure is the median of its timed steps, \
+            the "step pairs" column the median of the ratios of neighbouring steps, the "fastest \
+            steps" column the ratio of the fastest ones. --interleave rows runs whole rows one \
+            after another instead, in --rounds rounds (figures: the median round). GFLOP/s counts \
+            every matrix product of the network analytically from the config; the sgemm peak is a \
+            2048^3 sgemm on the same backend and threads.
             """)
 
     /// The models timed by default: the bundled ones first, then the paper's official configs.
@@ -52,7 +56,10 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "ONNX Runtime's intra-op threads: on = spin between operators (its default), off = sleep as rind's do.")
     var onnxSpinning: String = "on"
 
-    @Option(help: "Rounds of (rind, ONNX Runtime, torch) rows per (config, batch); the median round is reported.")
+    @Option(help: "With --onnx / --torch: steps = the engines take single steps in turn, their row processes side by side; rows = whole rows one after another, in --rounds rounds.")
+    var interleave: String = "steps"
+
+    @Option(help: "Rounds of (rind, ONNX Runtime, torch) rows per (config, batch) with --interleave rows; the median round is reported.")
     var rounds: Int = 1
 
     @Option(help: "Matrix-product backend: auto, openblas, onednn or packed (default auto: see MatmulBackend).")
@@ -82,6 +89,10 @@ struct Bench: AsyncParsableCommand {
     @Option(help: .hidden)
     var row: String?
 
+    /// With --row: take steps when the parent asks (`LockstepRow`).
+    @Flag(help: .hidden)
+    var lockstep = false
+
     func run() async throws {
         try reportingFailures(of: "rind bench") { try bench() }
     }
@@ -98,6 +109,12 @@ struct Bench: AsyncParsableCommand {
         }
         guard onnxSpinning == "on" || onnxSpinning == "off" else {
             throw CommandLineError(message: "--onnx-spinning must be on or off")
+        }
+        guard interleave == "steps" || interleave == "rows" else {
+            throw CommandLineError(message: "--interleave must be steps or rows")
+        }
+        guard rounds == 1 || interleave == "rows" else {
+            throw CommandLineError(message: "--rounds applies to --interleave rows (steps are interleaved one by one)")
         }
         if let cpuidMask, cpuidMask != "avx2" && cpuidMask != "baseline" {
             throw CommandLineError(message: "--cpuid-mask must be avx2 or baseline")
@@ -125,48 +142,41 @@ struct Bench: AsyncParsableCommand {
             return
         }
         let environment = try rowEnvironment()
-        print("rind bench: \(threadCount) thread(s), \(warmup) warm-up + \(repeats) timed steps (median), \(rounds) round(s); sgemm peak = best of three 2048^3 sgemm, measured in each row's process right after its steps")
+        let lockstepped = interleave == "steps" && (onnx != nil || torch != nil)
+        let order = lockstepped
+            ? "engines take turns: \(warmup) warm-up + \(repeats) timed bursts of \(Bench.lockstepBurst) s each (one untimed step, then steps), median step"
+            : "\(warmup) warm-up + \(repeats) timed steps (median), \(rounds) round(s) of whole rows"
+        print("rind bench: \(threadCount) thread(s), \(order); sgemm peak = best of three 2048^3 sgemm, measured in each row's process right after its steps")
         let paths = cpuidMask.map {
             ", every row's process on a CPUID masked to \($0) (RIND_CPUID_MASK): the backend and kernels it chose follow the table"
         } ?? "; \(MatmulBackend.summary); row kernels \(KernelISA.current)"
         print("CPU: \(cpuModelName())\(paths)" + (onnx != nil ? "; ONNX Runtime threads spinning \(onnxSpinning)" : "") + "\n")
-        // Per (config, batch): rind, then ONNX Runtime, then torch, round after round, so all three
-        // see the same machine load (the cores are shared with other work).
-        var rows: [(config: String, batch: Int, rind: [String: Any], rindBest: Double, ort: EngineFigures, torch: EngineFigures)] = []
+        var rows: [ComparedRow] = []
         var chosen: [String: Set<String>] = [:]   // engine -> the code paths its row processes reported
         for config in configs {
             for batch in batches {
-                var rindRounds: [[String: Any]] = [], ortRounds: [[String: Any]] = [], torchRounds: [[String: Any]] = []
-                for _ in 0..<rounds {
-                    rindRounds.append(try child(config: config, batch: batch, environment: environment))
-                    if let onnx, let line = try runPython(onnx, script: "bench_onnx.py", config: config, batch: batch,
-                                                          environment: environment) {
-                        ortRounds.append(line)
-                    }
-                    if let torch, let line = try runPython(torch, script: "bench_torch.py", config: config, batch: batch,
-                                                           environment: environment) {
-                        torchRounds.append(line)
-                    }
-                }
-                for r in rindRounds {
+                let row = lockstepped ? try lockstepRow(config: config, batch: batch, environment: environment)
+                                      : try roundsRow(config: config, batch: batch, environment: environment)
+                for r in row.rindRuns {
                     chosen["rind", default: []].insert("matmul \(r["matmul"] ?? "?"), row kernels \(r["kernels"] ?? "?")")
                 }
-                for (engine, lines) in [("ONNX Runtime", ortRounds), ("torch", torchRounds)] {
-                    for line in lines { chosen[engine, default: []].insert("torch's CPU capability \(line["cpu_capability"] ?? "?")") }
+                for (engine, figures) in [("ONNX Runtime", row.ort), ("torch", row.torch)] {
+                    for line in figures.runs { chosen[engine, default: []].insert("torch's CPU capability \(line["cpu_capability"] ?? "?")") }
                 }
-                let rind = rindRounds.sorted { seconds($0)! < seconds($1)! }[rindRounds.count / 2]
-                rows.append((config, batch, rind, fastest(rindRounds)!, EngineFigures(ortRounds), EngineFigures(torchRounds)))
+                rows.append(row)
             }
         }
         var table = "| model | batch | rind s/step | GFLOP/step | GFLOP/s | sgemm peak GFLOP/s | % of peak | rind peak RSS (MiB) | weights + workspace (MiB) |"
         var rule = "|---|---|---|---|---|---|---|---|---|"
-        if onnx != nil {
-            table += " ORT s/step | ORT peak RSS (MiB) | rind / ORT | fastest steps, rind / ORT |"
-            rule += "---|---|---|---|"
-        }
-        if torch != nil {
-            table += " torch s/step | torch peak RSS (MiB) | rind / torch | fastest steps, rind / torch |"
-            rule += "---|---|---|---|"
+        for (name, enabled) in [("ORT", onnx != nil), ("torch", torch != nil)] where enabled {
+            table += " \(name) s/step | \(name) peak RSS (MiB) | rind / \(name) |"
+            rule += "---|---|---|"
+            if lockstepped {
+                table += " burst pairs, rind / \(name) |"
+                rule += "---|"
+            }
+            table += " fastest steps, rind / \(name) |"
+            rule += "---|"
         }
         print(table)
         print(rule)
@@ -179,9 +189,11 @@ struct Bench: AsyncParsableCommand {
                               gflop / step, peak, 100 * gflop / step / peak, rindRSS, held)
             for (enabled, other) in [(onnx != nil, r.ort), (torch != nil, r.torch)] where enabled {
                 if let median = other.median, let best = other.fastest {
-                    line += String(format: " %.4f | %.0f | %.2f | %.2f |", median, other.peakRSS ?? 0, step / median, r.rindBest / best)
+                    line += String(format: " %.4f | %.0f | %.2f |", median, other.peakRSS ?? 0, step / median)
+                    if lockstepped { line += String(format: " %.2f |", EngineFigures.median(pairedRatios(r.rindBursts, other.bursts)) ?? .nan) }
+                    line += String(format: " %.2f |", r.rindFastest / best)
                 } else {
-                    line += " - | - | - | - |"
+                    line += lockstepped ? " - | - | - | - | - |" : " - | - | - | - |"
                 }
             }
             print(line)
@@ -190,6 +202,27 @@ struct Bench: AsyncParsableCommand {
         for engine in ["rind", "ONNX Runtime", "torch"] where chosen[engine] != nil {
             print("- \(engine): \(chosen[engine]!.sorted().joined(separator: "; "))")
         }
+    }
+
+    /// One (config, batch) as --interleave rows runs it: per round rind's row, then ONNX Runtime's,
+    /// then torch's, each a process of its own from start to end.
+    private func roundsRow(config: String, batch: Int, environment: [String: String]) throws -> ComparedRow {
+        var rindRounds: [[String: Any]] = [], ortRounds: [[String: Any]] = [], torchRounds: [[String: Any]] = []
+        for _ in 0..<rounds {
+            rindRounds.append(try child(config: config, batch: batch, environment: environment))
+            if let onnx, let line = try runPython(onnx, script: "bench_onnx.py", config: config, batch: batch,
+                                                  environment: environment) {
+                ortRounds.append(line)
+            }
+            if let torch, let line = try runPython(torch, script: "bench_torch.py", config: config, batch: batch,
+                                                   environment: environment) {
+                torchRounds.append(line)
+            }
+        }
+        let rind = rindRounds.sorted { seconds($0)! < seconds($1)! }[rindRounds.count / 2]
+        return ComparedRow(config: config, batch: batch, rind: rind, rindRuns: rindRounds,
+                           rindFastest: fastest(rindRounds)!, rindBursts: [],
+                           ort: EngineFigures(ortRounds), torch: EngineFigures(torchRounds))
     }
 
     /// The environment of every row's process: this one's, plus the CPUID mask when --cpuid-mask
@@ -233,15 +266,26 @@ struct Bench: AsyncParsableCommand {
         parameters.guidance = 0
         parameters.sampler = .ddim
         parameters.schedule = .cosine
-        parameters.steps = warmup + repeats
+        // A row times warmup + repeats steps of one run; a lockstep row as many as its bursts take,
+        // from runs of 50 steps (the Python rows cycle through 50 as well), each run made before the
+        // clock of its first step starts.
+        parameters.steps = lockstep ? 50 : warmup + repeats
         parameters.seed = 1
-        let run = try SamplingRun(checkpoint: checkpoint, parameters: parameters)
-        var times: [Double] = []
-        for k in 0..<(warmup + repeats) {
+        var run = try SamplingRun(checkpoint: checkpoint, parameters: parameters)
+        func timedStep() throws -> Double {
+            if run.isFinished { run = try SamplingRun(checkpoint: checkpoint, parameters: parameters) }
             let start = DispatchTime.now().uptimeNanoseconds
             run.step()
-            let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-            if k >= warmup { times.append(elapsed) }
+            return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+        }
+        var times: [Double] = []
+        if lockstep {
+            times = try LockstepRow.serve(warmup: warmup, timedStep)
+        } else {
+            for k in 0..<(warmup + repeats) {
+                let elapsed = try timedStep()
+                if k >= warmup { times.append(elapsed) }
+            }
         }
         times.sort()
         let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
@@ -259,8 +303,7 @@ struct Bench: AsyncParsableCommand {
             "sgemm_peak_gflops": peak, "weight_bytes": network.weightBytes, "workspace_bytes": run.workspaceBytes,
             "tokens": config.tokenCount, "patch": config.patch.size,
         ]
-        let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
-        print(String(decoding: data, as: UTF8.self))
+        LockstepRow.write(result)
     }
 
     /// The scaling mode's model for an image side: ImageNet-64 official widths (D 512, L 768,
@@ -293,7 +336,7 @@ struct Bench: AsyncParsableCommand {
         }
     }
 
-    private func loadConfig(_ name: String) throws -> RINConfig {
+    func loadConfig(_ name: String) throws -> RINConfig {
         if name.hasPrefix("scaling-"), let side = Int(name.dropFirst("scaling-".count)) {
             return Bench.scalingConfig(side: side, base: try loadConfig("imagenet64-official"))
         }
@@ -321,14 +364,20 @@ struct Bench: AsyncParsableCommand {
     /// on the same threads.
     private func runPython(_ python: String, script name: String, config: String, batch: Int,
                            environment: [String: String]) throws -> [String: Any]? {
+        let output = try runProcess(python, pythonRowArguments(script: name, config: config, batch: batch),
+                                    environment: environment)
+        return output.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }.last
+    }
+
+    /// The arguments of a row of Training/bench_torch.py or bench_onnx.py (`script`).
+    func pythonRowArguments(script name: String, config: String, batch: Int) -> [String] {
         let script = URL(fileURLWithPath: configsDir).deletingLastPathComponent().appendingPathComponent(name).path
         var arguments = [script, "--row", config, "\(batch)", "--threads", "\(threadCount)",
                          "--warmup", "\(warmup)", "--repeats", "\(repeats)"]
         if name == "bench_onnx.py" { arguments += ["--spinning", onnxSpinning] }
-        let output = try runProcess(python, arguments, environment: environment)
-        return output.split(separator: "\n").compactMap {
-            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-        }.last
+        return arguments
     }
 
     private func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]) throws -> String {
@@ -366,21 +415,48 @@ struct Bench: AsyncParsableCommand {
     }
 }
 
-/// Another engine's figures for one row (config, batch), from the JSON lines of its rounds; all
-/// nil when it was not run or printed nothing.
-private struct EngineFigures {
+/// One (config, batch) of the comparison: rind's row (the median round's JSON, or the lockstep
+/// row's), every run of it, its fastest step, the median step of each of its timed bursts in order
+/// (lockstep only), and the other engines' figures.
+struct ComparedRow {
+    let config: String
+    let batch: Int
+    let rind: [String: Any]
+    let rindRuns: [[String: Any]]
+    let rindFastest: Double
+    let rindBursts: [Double]
+    let ort: EngineFigures
+    let torch: EngineFigures
+}
+
+/// Another engine's figures for one row (config, batch), from the JSON lines of its rounds (or of
+/// its one lockstep run, with its timed steps); all nil when it was not run or printed nothing.
+struct EngineFigures {
     /// Median seconds per step over the rounds.
     let median: Double?
     /// The largest peak RSS of the rounds, MiB.
     let peakRSS: Double?
     /// The fastest single step of any round.
     let fastest: Double?
+    /// The JSON lines the rounds printed.
+    let runs: [[String: Any]]
+    /// The median step of each timed burst in order, when the engines took turns; else empty.
+    let bursts: [Double]
 
-    init(_ rounds: [[String: Any]]) {
-        let steps = rounds.compactMap { $0["seconds_per_step"] as? Double }.sorted()
-        median = steps.isEmpty ? nil
-            : steps.count % 2 == 1 ? steps[steps.count / 2] : (steps[steps.count / 2 - 1] + steps[steps.count / 2]) / 2
+    init(_ rounds: [[String: Any]], bursts: [Double] = []) {
+        median = Self.median(rounds.compactMap { $0["seconds_per_step"] as? Double })
         peakRSS = rounds.compactMap { $0["peak_rss_bytes"] as? Int }.max().map { Double($0) / 1_048_576 }
         fastest = rounds.compactMap { $0["min_seconds"] as? Double }.min()
+        runs = rounds
+        self.bursts = bursts
+    }
+
+    static func median(_ values: [Double]) -> Double? {
+        guard !values.isEmpty else { return nil }
+        let v = values.sorted()
+        return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
     }
 }
+
+/// a[i] / b[i] for the bursts both engines ran.
+func pairedRatios(_ a: [Double], _ b: [Double]) -> [Double] { zip(a, b).map { $0 / $1 } }

@@ -5,9 +5,9 @@ import XCTest
 /// `rind sample` as a user runs it: the built binary, the bundled checkpoint, a real PNG written, and
 /// exit status 2 with one line on stderr for every kind of bad argument.
 final class CommandLineTests: XCTestCase {
-    func rind(_ arguments: [String], environment: [String: String] = [:]) throws
+    func rind(_ arguments: [String], environment: [String: String] = [:], input: String? = nil) throws
         -> (status: Int32, stdout: String, stderr: String) {
-        try runRind(arguments, environment: environment)
+        try runRind(arguments, environment: environment, input: input)
     }
 
     override func setUpWithError() throws {
@@ -107,6 +107,59 @@ final class CommandLineTests: XCTestCase {
         if hasTorch { XCTAssertTrue(result.stdout.contains("- torch: torch's CPU capability DEFAULT"), result.stdout) }
     }
 
+    /// A bench row under --lockstep (the child side of `rind bench --interleave steps`): "ready",
+    /// then one line of timed steps per "burst S" (one step each for S = 0), then its row's JSON
+    /// over the bursts after --warmup; an unknown command ends it with one line, exit 2.
+    func testBenchRowTakesBurstsWhenAsked() throws {
+        let row = ["bench", "--row", "cifar10-bundled:1", "--lockstep", "--threads", "1", "--warmup", "1", "--repeats", "1"]
+        let result = try rind(row, input: "burst 0\nburst 0\nburst 0.05\ndone\n")
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let lines = try result.stdout.split(separator: "\n").map {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any], String($0))
+        }
+        XCTAssertEqual(lines.count, 5, result.stdout)
+        guard lines.count == 5 else { return }
+        XCTAssertEqual(lines[0]["ready"] as? Bool, true)
+        let bursts = try (1...3).map { try XCTUnwrap(lines[$0]["seconds"] as? [Double], "\(lines[$0])") }
+        XCTAssertEqual(bursts[0].count, 1)
+        XCTAssertEqual(bursts[1].count, 1)
+        XCTAssertGreaterThanOrEqual(bursts[2].reduce(0, +), 0.05, "a burst runs until its steps add up to S")
+        XCTAssertTrue(bursts.joined().allSatisfy { $0 > 0 })
+        // The row's figures are over the bursts after the first (--warmup 1).
+        let timed = (bursts[1] + bursts[2]).sorted()
+        XCTAssertEqual(lines[4]["min_seconds"] as? Double, timed.first)
+        XCTAssertEqual(lines[4]["config"] as? String, "cifar10-bundled")
+
+        let refused = try rind(row, input: "jump\n")
+        XCTAssertEqual(refused.status, 2, refused.stderr)
+        XCTAssertEqual(refused.stderr.split(separator: "\n").count, 1, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("jump"), refused.stderr)
+    }
+
+    /// `rind bench --torch PY` (the default --interleave steps): rind's and torch's row processes
+    /// take bursts in turn and the table has the burst-pairs column; --interleave and --rounds are
+    /// checked first.
+    func testBenchTakesTurnsWithAnotherEngine() throws {
+        for (arguments, says) in [(["--interleave", "sideways"], "--interleave"), (["--rounds", "2"], "--rounds")] {
+            let refused = try rind(["bench"] + arguments)
+            XCTAssertEqual(refused.status, 2, refused.stderr)
+            XCTAssertEqual(refused.stderr.split(separator: "\n").count, 1, refused.stderr)
+            XCTAssertTrue(refused.stderr.contains(says), refused.stderr)
+        }
+        let python = try testPython()
+        try XCTSkipUnless(try runProcess(python, ["-c", "import torch"]).status == 0, "the test venv has no torch")
+        let result = try rind(["bench", "--configs", "cifar10-bundled", "--batches", "1", "--threads", "1",
+                               "--warmup", "0", "--repeats", "2", "--torch", python])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.contains("engines take turns"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("| burst pairs, rind / torch |"), result.stdout)
+        let row = try XCTUnwrap(result.stdout.split(separator: "\n").first { $0.hasPrefix("| cifar10-bundled | 1 |") })
+        let cells = row.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+        // model, batch, 7 rind cells, then torch: s/step, RSS, ratio, burst pairs, fastest steps.
+        XCTAssertEqual(cells.count, 14, String(row))
+        for cell in cells.dropFirst(9) { XCTAssertNotNil(Double(cell), "\(cell) in \(row)") }
+    }
+
     func testSampleWritesAPNGFromTheBundledCheckpoint() throws {
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("rind-cli-\(UUID()).png")
         defer { try? FileManager.default.removeItem(at: output) }
@@ -123,7 +176,7 @@ final class CommandLineTests: XCTestCase {
 
 /// Runs the built `rind` in the repository root, with `environment` added to this process's;
 /// returns its exit status, standard output and standard error.
-func runRind(_ arguments: [String], environment: [String: String] = [:]) throws
+func runRind(_ arguments: [String], environment: [String: String] = [:], input: String? = nil) throws
     -> (status: Int32, stdout: String, stderr: String) {
     let process = Process()
     process.executableURL = DeployTests.rindBinary
@@ -139,7 +192,13 @@ func runRind(_ arguments: [String], environment: [String: String] = [:]) throws
     let errors = Pipe()
     process.standardError = errors
     process.standardOutput = output
+    let standardInput = Pipe()
+    if input != nil { process.standardInput = standardInput }
     try process.run()
+    if let input {   // small: fits the pipe's buffer, so the write returns before the child reads
+        try standardInput.fileHandleForWriting.write(contentsOf: Data(input.utf8))
+        try standardInput.fileHandleForWriting.close()
+    }
     let data = errors.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     let stdout = (try? String(contentsOf: outputFile, encoding: .utf8)) ?? ""
