@@ -151,21 +151,6 @@ struct Bench: AsyncParsableCommand {
             ", every row's process on a CPUID masked to \($0) (RIND_CPUID_MASK): the backend and kernels it chose follow the table"
         } ?? "; \(MatmulBackend.summary); row kernels \(KernelISA.current)"
         print("CPU: \(cpuModelName())\(paths)" + (onnx != nil ? "; ONNX Runtime threads spinning \(onnxSpinning)" : "") + "\n")
-        var rows: [ComparedRow] = []
-        var chosen: [String: Set<String>] = [:]   // engine -> the code paths its row processes reported
-        for config in configs {
-            for batch in batches {
-                let row = lockstepped ? try lockstepRow(config: config, batch: batch, environment: environment)
-                                      : try roundsRow(config: config, batch: batch, environment: environment)
-                for r in row.rindRuns {
-                    chosen["rind", default: []].insert("matmul \(r["matmul"] ?? "?"), row kernels \(r["kernels"] ?? "?")")
-                }
-                for (engine, figures) in [("ONNX Runtime", row.ort), ("torch", row.torch)] {
-                    for line in figures.runs { chosen[engine, default: []].insert("torch's CPU capability \(line["cpu_capability"] ?? "?")") }
-                }
-                rows.append(row)
-            }
-        }
         var table = "| model | batch | rind s/step | GFLOP/step | GFLOP/s | sgemm peak GFLOP/s | % of peak | rind peak RSS (MiB) | weights + workspace (MiB) |"
         var rule = "|---|---|---|---|---|---|---|---|---|"
         for (name, enabled) in [("ORT", onnx != nil), ("torch", torch != nil)] where enabled {
@@ -180,28 +165,45 @@ struct Bench: AsyncParsableCommand {
         }
         print(table)
         print(rule)
-        for r in rows {
-            let step = seconds(r.rind)!, gflop = r.rind["gflop_per_step"] as! Double
-            let rindRSS = Double(r.rind["peak_rss_bytes"] as! Int) / 1_048_576
-            let peak = r.rind["sgemm_peak_gflops"] as! Double
-            let held = Double((r.rind["weight_bytes"] as? Int ?? 0) + (r.rind["workspace_bytes"] as? Int ?? 0)) / 1_048_576
-            var line = String(format: "| %@ | %d | %.4f | %.1f | %.1f | %.1f | %.0f%% | %.0f | %.0f |", r.config, r.batch, step, gflop,
-                              gflop / step, peak, 100 * gflop / step / peak, rindRSS, held)
-            for (enabled, other) in [(onnx != nil, r.ort), (torch != nil, r.torch)] where enabled {
-                if let median = other.median, let best = other.fastest {
-                    line += String(format: " %.4f | %.0f | %.2f |", median, other.peakRSS ?? 0, step / median)
-                    if lockstepped { line += String(format: " %.2f |", EngineFigures.median(pairedRatios(r.rindBursts, other.bursts)) ?? .nan) }
-                    line += String(format: " %.2f |", r.rindFastest / best)
-                } else {
-                    line += lockstepped ? " - | - | - | - | - |" : " - | - | - | - |"
+        var chosen: [String: Set<String>] = [:]   // engine -> the code paths its row processes reported
+        for config in configs {
+            for batch in batches {
+                let row = lockstepped ? try lockstepRow(config: config, batch: batch, environment: environment)
+                                      : try roundsRow(config: config, batch: batch, environment: environment)
+                for r in row.rindRuns {
+                    chosen["rind", default: []].insert("matmul \(r["matmul"] ?? "?"), row kernels \(r["kernels"] ?? "?")")
                 }
+                for (engine, figures) in [("ONNX Runtime", row.ort), ("torch", row.torch)] {
+                    for line in figures.runs { chosen[engine, default: []].insert("torch's CPU capability \(line["cpu_capability"] ?? "?")") }
+                }
+                print(tableLine(row, lockstepped: lockstepped))
+                fflush(nil)   // each line as soon as its row is done, also into a pipe or a file
             }
-            print(line)
         }
         print("\nCode paths the rows' processes reported:")
         for engine in ["rind", "ONNX Runtime", "torch"] where chosen[engine] != nil {
             print("- \(engine): \(chosen[engine]!.sorted().joined(separator: "; "))")
         }
+    }
+
+    /// The table's line for one (config, batch).
+    private func tableLine(_ r: ComparedRow, lockstepped: Bool) -> String {
+        let step = seconds(r.rind)!, gflop = r.rind["gflop_per_step"] as! Double
+        let rindRSS = Double(r.rind["peak_rss_bytes"] as! Int) / 1_048_576
+        let peak = r.rind["sgemm_peak_gflops"] as! Double
+        let held = Double((r.rind["weight_bytes"] as? Int ?? 0) + (r.rind["workspace_bytes"] as? Int ?? 0)) / 1_048_576
+        var line = String(format: "| %@ | %d | %.4f | %.1f | %.1f | %.1f | %.0f%% | %.0f | %.0f |", r.config, r.batch, step, gflop,
+                          gflop / step, peak, 100 * gflop / step / peak, rindRSS, held)
+        for (enabled, other) in [(onnx != nil, r.ort), (torch != nil, r.torch)] where enabled {
+            if let median = other.median, let best = other.fastest {
+                line += String(format: " %.4f | %.0f | %.2f |", median, other.peakRSS ?? 0, step / median)
+                if lockstepped { line += String(format: " %.2f |", EngineFigures.median(pairedRatios(r.rindBursts, other.bursts)) ?? .nan) }
+                line += String(format: " %.2f |", r.rindFastest / best)
+            } else {
+                line += lockstepped ? " - | - | - | - | - |" : " - | - | - | - |"
+            }
+        }
+        return line
     }
 
     /// One (config, batch) as --interleave rows runs it: per round rind's row, then ONNX Runtime's,
