@@ -82,13 +82,18 @@ let package = Package(
         // (a throwaway PostgreSQL server, a step gate, running a process, the test venv's python). It imports
         // no rind target, so the tests of every layer may use it.
         .target(name: "RINTestSupport", path: "Tests/RINTestSupport"),
+        // What the job service's tests share (the tiny checkpoint, a lossless encoder, waiting on a job):
+        // RINJobsTests and RINClusterTests. Apart from RINTestSupport because it needs RINJobs.
+        .target(name: "RINJobsTestSupport", dependencies: ["RINJobs", "RINDiffusion", "RINModel"],
+                path: "Tests/RINJobsTestSupport"),
         .testTarget(name: "RINTensorTests", dependencies: ["RINTensor"]),
         .testTarget(name: "RINModelTests", dependencies: ["RINModel", "RINTensor"]),
         .testTarget(name: "RINDiffusionTests", dependencies: ["RINDiffusion", "RINModel", "RINTensor", "CAllocationCounter"]),
         .testTarget(name: "RINImageTests", dependencies: ["RINImage", "RINTestSupport"]),
-        .testTarget(name: "RINJobsTests", dependencies: ["RINJobs", "RINDiffusion", "RINModel", "RINTestSupport"]),
+        .testTarget(name: "RINJobsTests", dependencies: ["RINJobs", "RINDiffusion", "RINModel", "RINTestSupport",
+                                                    "RINJobsTestSupport"]),
         .testTarget(name: "RINClusterTests", dependencies: [
-            "RINCluster", "RINJobs", "RINDiffusion", "RINModel", "RINTestSupport",
+            "RINCluster", "RINJobs", "RINDiffusion", "RINModel", "RINTestSupport", "RINJobsTestSupport",
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -8,7 +8,7 @@ import Logging
 import RINCluster
 import RINDiffusion
 import RINJobs
-import RINModel
+import RINJobsTestSupport
 import RINTestSupport
 import XCTest
 
@@ -28,7 +28,7 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
         let state = FileManager.default.temporaryDirectory.appendingPathComponent("rind-cluster-local-\(UUID().uuidString)")
         addTeardownBlock { try? FileManager.default.removeItem(at: state) }
         let local = try JobService(configuration: JobService.Configuration(stateDirectory: state, previewEvery: 0),
-                                   models: [ServiceFixtures.tiny], encoder: ServiceEncoder())
+                                   models: [Fixtures.tiny], encoder: RawEncoder())
         addTeardownBlock { local.drain(deadline: .zero) }
         let localJob = try local.submit(JobRequest(classIndex: 1, seed: 4242, count: 2)).job
         XCTAssertEqual(try waitForEnd(local, localJob.id).kind, .succeeded)
@@ -293,8 +293,8 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
         configuration.beforeStep = gate.hook
         configuration.storageRetrySeconds = 0.2
         configuration.cluster = JobService.Cluster(store: store, lease: .seconds(2), renewLeases: renewLeases)
-        let service = try JobService(configuration: configuration, models: [ServiceFixtures.tiny],
-                                     encoder: ServiceEncoder(), logger: Logger(label: "test.jobs.\(name)"))
+        let service = try JobService(configuration: configuration, models: [Fixtures.tiny],
+                                     encoder: RawEncoder(), logger: Logger(label: "test.jobs.\(name)"))
         // Last registered runs first: open the gate, then drain (`tearDown` closes the store).
         addTeardownBlock { service.drain(deadline: .zero) }
         addTeardownBlock { gate.open() }
@@ -307,13 +307,6 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
         let runner = try XCTUnwrap(boxes.first { $0.gate.held == id })
         let other = try XCTUnwrap(boxes.first { $0.name != runner.name })
         return (runner, other)
-    }
-
-    private func waitForEnd(_ service: JobService, _ id: JobID, file: StaticString = #filePath,
-                            line: UInt = #line) throws -> JobEvent {
-        let subscription = try service.subscribe(id)
-        defer { subscription.cancel() }
-        return try XCTUnwrap(lastEvent(subscription), "job \(id) did not finish", file: file, line: line)
     }
 
     private func lastEvent(_ subscription: JobSubscription) throws -> JobEvent? {
@@ -334,51 +327,9 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
             Thread.sleep(forTimeInterval: 0.02)
         }
     }
-
-    private func directImages(_ parameters: SamplingParameters) throws -> [Data] {
-        let run = try SamplingRun(checkpoint: ServiceFixtures.tiny, parameters: parameters)
-        while !run.isFinished { run.step() }
-        return run.estimate().map(ServiceEncoder.bytes)
-    }
-
-    private func assertJobError(_ expected: JobError, file: StaticString = #filePath, line: UInt = #line,
-                                _ body: () throws -> Void) {
-        XCTAssertThrowsError(try body(), file: file, line: line) { error in
-            XCTAssertEqual(error as? JobError, expected, file: file, line: line)
-        }
-    }
 }
 
-// MARK: - Support (private to this file: the store tests have their own)
-
-private enum ServiceFixtures {
-    static let tiny: RINCheckpoint = {
-        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/checkpoints/tiny")
-        do {
-            return try RINCheckpoint.load(from: directory)
-        } catch {
-            fatalError("cannot load Tests/Fixtures/checkpoints/tiny: \(error)")
-        }
-    }()
-}
-
-/// Lossless and deterministic: a text header then the raw bytes, so images compare exactly.
-private struct ServiceEncoder: ImageEncoder {
-    let fileExtension = "raw"
-
-    static func bytes(_ image: ImagePixels) -> Data {
-        var data = Data("\(image.width) \(image.height) \(image.channels)\n".utf8)
-        data.append(contentsOf: image.pixels)
-        return data
-    }
-
-    func encode(_ image: ImagePixels) throws -> Data { Self.bytes(image) }
-
-    func encodePreview(_ images: [ImagePixels]) throws -> Data {
-        images.reduce(into: Data()) { $0.append(Self.bytes($1)) }
-    }
-}
+// MARK: - Support
 
 private final class Flag: @unchecked Sendable {
     private let lock = NSLock()

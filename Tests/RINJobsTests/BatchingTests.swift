@@ -1,6 +1,7 @@
 import Foundation
 import RINDiffusion
 import RINJobs
+import RINJobsTestSupport
 import RINModel
 import XCTest
 

@@ -1,6 +1,7 @@
 import Foundation
 import RINDiffusion
 import RINJobs
+import RINJobsTestSupport
 import XCTest
 
 /// `isMakingProgress(within:)`, which the daemon feeds systemd's watchdog from, and the test-only

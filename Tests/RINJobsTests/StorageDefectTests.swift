@@ -1,6 +1,7 @@
 import Foundation
 import RINDiffusion
 import RINJobs
+import RINJobsTestSupport
 import XCTest
 
 /// Storage defects found by reading the job layer (issue 10, item 5), each seen through a restart.
