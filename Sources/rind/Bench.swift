@@ -56,7 +56,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "ONNX Runtime's intra-op threads: on = spin between operators (its default), off = sleep as rind's do.")
     var onnxSpinning: String = "on"
 
-    @Option(help: "With --onnx / --torch: steps = the engines take single steps in turn, their row processes side by side; rows = whole rows one after another, in --rounds rounds.")
+    @Option(help: "With --onnx / --torch: steps = the engines take turns running short bursts of steps, their row processes side by side; rows = whole rows one after another, in --rounds rounds.")
     var interleave: String = "steps"
 
     @Option(help: "Rounds of (rind, ONNX Runtime, torch) rows per (config, batch) with --interleave rows; the median round is reported.")
@@ -113,9 +113,7 @@ struct Bench: AsyncParsableCommand {
         guard interleave == "steps" || interleave == "rows" else {
             throw CommandLineError(message: "--interleave must be steps or rows")
         }
-        guard rounds == 1 || interleave == "rows" else {
-            throw CommandLineError(message: "--rounds applies to --interleave rows (steps are interleaved one by one)")
-        }
+
         if let cpuidMask, cpuidMask != "avx2" && cpuidMask != "baseline" {
             throw CommandLineError(message: "--cpuid-mask must be avx2 or baseline")
         }
@@ -141,8 +139,11 @@ struct Bench: AsyncParsableCommand {
             try benchCrossJob()
             return
         }
-        let environment = try rowEnvironment()
         let lockstepped = interleave == "steps" && (onnx != nil || torch != nil)
+        guard rounds == 1 || !lockstepped else {
+            throw CommandLineError(message: "--rounds applies to --interleave rows (with --onnx / --torch the engines take turns burst by burst)")
+        }
+        let environment = try rowEnvironment()
         let order = lockstepped
             ? "engines take turns: \(warmup) warm-up + \(repeats) timed bursts of \(Bench.lockstepBurst) s each (one untimed step, then steps), median step"
             : "\(warmup) warm-up + \(repeats) timed steps (median), \(rounds) round(s) of whole rows"

@@ -138,14 +138,18 @@ final class CommandLineTests: XCTestCase {
 
     /// `rind bench --torch PY` (the default --interleave steps): rind's and torch's row processes
     /// take bursts in turn and the table has the burst-pairs column; --interleave and --rounds are
-    /// checked first.
+    /// checked first (--rounds with another engine needs --interleave rows; --cross-job keeps it).
     func testBenchTakesTurnsWithAnotherEngine() throws {
-        for (arguments, says) in [(["--interleave", "sideways"], "--interleave"), (["--rounds", "2"], "--rounds")] {
+        for (arguments, says) in [(["--interleave", "sideways"], "--interleave"), (["--rounds", "2", "--torch", "python3"], "--rounds")] {
             let refused = try rind(["bench"] + arguments)
             XCTAssertEqual(refused.status, 2, refused.stderr)
             XCTAssertEqual(refused.stderr.split(separator: "\n").count, 1, refused.stderr)
             XCTAssertTrue(refused.stderr.contains(says), refused.stderr)
         }
+        // --rounds still counts where rounds are what alternate: the cross-job mode.
+        let crossJob = try rind(["bench", "--cross-job", "--jobs", "1", "--steps", "1", "--rounds", "2", "--threads", "1"])
+        XCTAssertEqual(crossJob.status, 0, crossJob.stderr)
+        XCTAssertTrue(crossJob.stdout.contains("| 1 |"), crossJob.stdout)
         let python = try testPython()
         try XCTSkipUnless(try runProcess(python, ["-c", "import torch"]).status == 0, "the test venv has no torch")
         let result = try rind(["bench", "--configs", "cifar10-bundled", "--batches", "1", "--threads", "1",
