@@ -45,6 +45,11 @@ def time_steps(step, warmup: int, repeats: int, lockstep: bool = False) -> list[
     on "done" or the end of stdin it returns the timed steps of every burst after the first
     `warmup` bursts.
     """
+    def timed(k: int) -> float:
+        start = time.perf_counter()
+        step(k)
+        return time.perf_counter() - start
+
     times = []
     if lockstep:
         print(json.dumps({"ready": True}), flush=True)
@@ -60,9 +65,7 @@ def time_steps(step, warmup: int, repeats: int, lockstep: bool = False) -> list[
             k += 1
             burst = []
             while not burst or sum(burst) < budget:
-                start = time.perf_counter()
-                step(k)
-                burst.append(time.perf_counter() - start)
+                burst.append(timed(k))
                 k += 1
             print(json.dumps({"seconds": burst}), flush=True)
             if bursts >= warmup:
@@ -72,9 +75,7 @@ def time_steps(step, warmup: int, repeats: int, lockstep: bool = False) -> list[
             raise SystemExit("bench: lockstep ended before any timed burst")
         return times
     for k in range(warmup + repeats):
-        start = time.perf_counter()
-        step(k)
-        elapsed = time.perf_counter() - start
+        elapsed = timed(k)
         if k >= warmup:
             times.append(elapsed)
     return times

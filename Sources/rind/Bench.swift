@@ -14,12 +14,13 @@ struct Bench: AsyncParsableCommand {
             A step is one network pass plus the DDIM update, latents carried, no guidance (as \
             Training/bench_torch.py and Training/bench_onnx.py time it). Each (config, batch) row runs \
             in a child process so its peak RSS is its own. With --onnx / --torch the engines' row \
-            processes for a (config, batch) are started together, each with its model loaded, and \
-            take single steps in turn (rind, ONNX Runtime, torch, rind, ...; --interleave steps, a \
-            short pause between engines), so that machine noise, which comes and goes over seconds, \
-            hits neighbouring steps alike: each engine's figure is the median of its timed steps, \
-            the "step pairs" column the median of the ratios of neighbouring steps, the "fastest \
-            steps" column the ratio of the fastest ones. --interleave rows runs whole rows one \
+            processes for a (config, batch) stay up side by side, each with its model loaded, and \
+            take turns running bursts of steps (rind, ONNX Runtime, torch, rind, ...; --interleave \
+            steps; one untimed step, then about 0.3 s of timed ones, a short pause between engines), \
+            so that machine noise, which comes and goes over seconds, hits neighbouring bursts \
+            alike: each engine's figure is the median of its timed steps, the "burst pairs" column \
+            the median of the ratios of neighbouring bursts, the "fastest steps" column the ratio \
+            of the fastest ones. --interleave rows runs whole rows one \
             after another instead, in --rounds rounds (figures: the median round). GFLOP/s counts \
             every matrix product of the network analytically from the config; the sgemm peak is a \
             2048^3 sgemm on the same backend and threads.
@@ -113,7 +114,6 @@ struct Bench: AsyncParsableCommand {
         guard interleave == "steps" || interleave == "rows" else {
             throw CommandLineError(message: "--interleave must be steps or rows")
         }
-
         if let cpuidMask, cpuidMask != "avx2" && cpuidMask != "baseline" {
             throw CommandLineError(message: "--cpuid-mask must be avx2 or baseline")
         }
@@ -224,7 +224,7 @@ struct Bench: AsyncParsableCommand {
         }
         let rind = rindRounds.sorted { seconds($0)! < seconds($1)! }[rindRounds.count / 2]
         return ComparedRow(config: config, batch: batch, rind: rind, rindRuns: rindRounds,
-                           rindFastest: fastest(rindRounds)!, rindBursts: [],
+                           rindFastest: EngineFigures(rindRounds).fastest!, rindBursts: [],
                            ort: EngineFigures(ortRounds), torch: EngineFigures(torchRounds))
     }
 
@@ -244,10 +244,6 @@ struct Bench: AsyncParsableCommand {
     }
 
     private func seconds(_ row: [String: Any]) -> Double? { row["seconds_per_step"] as? Double }
-
-    /// The fastest single step of any round: noise from other work on the cores only adds time, so
-    /// the ratio of fastest steps is the less noisy second view of a shared machine.
-    private func fastest(_ rounds: [[String: Any]]) -> Double? { rounds.compactMap { $0["min_seconds"] as? Double }.min() }
 
     /// /proc/cpuinfo's first "model name", or "unknown".
     private func cpuModelName() -> String {
@@ -290,8 +286,7 @@ struct Bench: AsyncParsableCommand {
                 if k >= warmup { times.append(elapsed) }
             }
         }
-        times.sort()
-        let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
+        let median = EngineFigures.median(times)!
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         // After the RSS reading, so the 48 MB of sgemm operands do not count as the model's memory.
@@ -300,7 +295,7 @@ struct Bench: AsyncParsableCommand {
         let result: [String: Any] = [
             "config": String(parts[0]), "batch": batch, "threads": BLASThreads.current, "matmul": MatmulBackend.current.rawValue,
             "kernels": KernelISA.current.description,
-            "seconds_per_step": median, "min_seconds": times.first!,
+            "seconds_per_step": median, "min_seconds": times.min()!,
             "gflop_per_step": RINNetwork.flopsPerImage(config) * Double(batch) / 1e9,
             "peak_rss_bytes": Int(usage.ru_maxrss) * 1024, "parameters": parametersCount,
             "sgemm_peak_gflops": peak, "weight_bytes": network.weightBytes, "workspace_bytes": run.workspaceBytes,
@@ -432,14 +427,15 @@ struct ComparedRow {
     let torch: EngineFigures
 }
 
-/// Another engine's figures for one row (config, batch), from the JSON lines of its rounds (or of
-/// its one lockstep run, with its timed steps); all nil when it was not run or printed nothing.
+/// An engine's figures for one row (config, batch), from the JSON lines of its rounds (or of its
+/// one lockstep run, with its bursts); all nil when it was not run or printed nothing.
 struct EngineFigures {
     /// Median seconds per step over the rounds.
     let median: Double?
     /// The largest peak RSS of the rounds, MiB.
     let peakRSS: Double?
-    /// The fastest single step of any round.
+    /// The fastest single step of any round: noise from other work on the cores only adds time, so
+    /// the ratio of fastest steps is the less noisy second view of a shared machine.
     let fastest: Double?
     /// The JSON lines the rounds printed.
     let runs: [[String: Any]]
