@@ -39,10 +39,15 @@ static const kernel_table baseline_table = TABLE(baseline);
 #define HAVE_X86_PATHS 1
 #define ATTR __attribute__((target("avx2,fma,bmi,bmi2,f16c,lzcnt,movbe")))
 #define SFX(name) avx2_##name
+#define OWN_SOFTMAX
 #include "kernels_body.inc"
+#undef OWN_SOFTMAX
 #undef ATTR
 #undef SFX
-static const kernel_table avx2_table = TABLE(avx2);
+// Its softmax too is written with intrinsics (rind_vector_math.h).
+static const kernel_table avx2_table = {avx2_rind_bias_gelu_rows, avx2_rind_gelu, avx2_rind_add_bias_rows,
+                                        avx2_rind_add, avx2_rind_exp, rind_softmax_rows256,
+                                        rind_softmax_exp_rows256, avx2_rind_layer_norm};
 
 #define ATTR __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512cd,avx2,fma,bmi,bmi2,f16c,lzcnt,movbe")))
 #define SFX(name) avx512_##name

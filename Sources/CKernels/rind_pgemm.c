@@ -77,7 +77,11 @@ static void tile_portable(int rows, int panels, long K, const float *a, long lda
 // step reads every weight once), where the hardware prefetcher alone left the kernel about 15%
 // below its in-cache speed; 32 rows (4 KiB per panel) ahead measured best of 16, 32 and 64 (a
 // 64-layer 128x768x3072 stream of 604 MB: 117 -> 131 GFLOP/s on one thread, 254 -> 274 on two).
+// The AVX2 kernel reads one panel per k (the AVX-512 one two) in about as many cycles, so it
+// fetches 64 rows ahead: the replayed forward pass held to AVX2 on one thread, 32 vs 64 in turn,
+// took 0.97 of the time on ImageNet-64 (4 of 4 pairs) and 0.98 on CIFAR-10.
 #define PREFETCH 32
+#define PREFETCH_AVX2 64
 
 // The AVX-512 epilogue, on the accumulators c0 (columns 0-15) and c1 (16-31, when panels = 2):
 // masked loads and stores keep to the tile's `cols` columns, so no tile on the stack and no copy.
@@ -177,10 +181,19 @@ A512 static void tile_avx512(int rows, int panels, long K, const float *a, long 
 }
 
 // The AVX2 epilogue: rows x (up to) 16 columns of panel q, from accumulators c0 (columns 0-7) and
-// c1 (8-15), written with masked loads and stores.
-static inline __attribute__((always_inline)) A256 void put256(const int rows, const __m256 *c0, const __m256 *c1,
-                                                               const rind_tile_out *o, int q) {
-    int cols = o->cols - q * PANEL < PANEL ? o->cols - q * PANEL : PANEL;
+// c1 (8-15). A full panel is read and written with plain loads and stores, a partial one (the
+// last panel of a product whose outputs are not a multiple of 16) with masked ones: VMASKMOVPS
+// stores are microcoded on AMD cores before Zen 4 (about a dozen cycles each).
+static inline __attribute__((always_inline)) A256 __m256 load256(const float *p, __m256i m, int full) {
+    return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m);
+}
+static inline __attribute__((always_inline)) A256 void store256(float *p, __m256i m, __m256 v, int full) {
+    if (full) _mm256_storeu_ps(p, v);
+    else _mm256_maskstore_ps(p, m, v);
+}
+
+static inline __attribute__((always_inline)) A256 void put256rows(const int rows, const __m256 *c0, const __m256 *c1,
+                                                                   const rind_tile_out *o, int q, int cols, const int full) {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols), lane);
     __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols - 8), lane);
@@ -188,7 +201,7 @@ static inline __attribute__((always_inline)) A256 void put256(const int rows, co
     float *out = o->out + q * PANEL;
     const float *bias = o->bias ? o->bias + q * PANEL : NULL;
     __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
-    if (bias) { b0 = _mm256_maskload_ps(bias, m0); b1 = _mm256_maskload_ps(bias + 8, m1); }
+    if (bias) { b0 = load256(bias, m0, full); b1 = load256(bias + 8, m1, full); }
     __m256 s = _mm256_set1_ps(o->scale);
     for (int i = 0; i < 6; i++) {
         if (i >= rows) break;
@@ -197,8 +210,8 @@ static inline __attribute__((always_inline)) A256 void put256(const int rows, co
         switch (o->mode) {
         case RIND_TILE_ACCUMULATE:
             if (bias) { v0 = _mm256_add_ps(v0, b0); v1 = _mm256_add_ps(v1, b1); }
-            v0 = _mm256_add_ps(_mm256_maskload_ps(d, m0), v0);
-            v1 = _mm256_add_ps(_mm256_maskload_ps(d + 8, m1), v1);
+            v0 = _mm256_add_ps(load256(d, m0, full), v0);
+            v1 = _mm256_add_ps(load256(d + 8, m1, full), v1);
             break;
         case RIND_TILE_GELU:
             if (bias) { v0 = _mm256_add_ps(v0, b0); v1 = _mm256_add_ps(v1, b1); }
@@ -212,9 +225,16 @@ static inline __attribute__((always_inline)) A256 void put256(const int rows, co
         default:
             if (bias) { v0 = _mm256_add_ps(v0, b0); v1 = _mm256_add_ps(v1, b1); }
         }
-        _mm256_maskstore_ps(d, m0, v0);
-        _mm256_maskstore_ps(d + 8, m1, v1);
+        store256(d, m0, v0, full);
+        store256(d + 8, m1, v1, full);
     }
+}
+
+static inline __attribute__((always_inline)) A256 void put256(const int rows, const __m256 *c0, const __m256 *c1,
+                                                               const rind_tile_out *o, int q) {
+    int cols = o->cols - q * PANEL < PANEL ? o->cols - q * PANEL : PANEL;
+    if (cols == PANEL) put256rows(rows, c0, c1, o, q, cols, 1);
+    else put256rows(rows, c0, c1, o, q, cols, 0);
 }
 
 // 6 rows x 1 panel (two 8-float halves): 12 accumulators of the 16 ymm registers.
@@ -224,7 +244,7 @@ static inline __attribute__((always_inline)) A256 void k256(const int rows, long
     for (int i = 0; i < 6; i++) if (i < rows) { c0[i] = _mm256_setzero_ps(); c1[i] = _mm256_setzero_ps(); }
     for (long k = 0; k < K; k++) {
         __m256 b0 = _mm256_loadu_ps(b + k * PANEL), b1 = _mm256_loadu_ps(b + k * PANEL + 8);
-        _mm_prefetch((const char *)(b + (k + PREFETCH) * PANEL), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + (k + PREFETCH_AVX2) * PANEL), _MM_HINT_T0);
         for (int i = 0; i < 6; i++)
             if (i < rows) {
                 __m256 av = _mm256_broadcast_ss(a + i * lda + k);

@@ -145,5 +145,68 @@ static inline __attribute__((always_inline)) RIND_A256 __m256 rind_gelu256(__m25
     return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), onePlusErf);
 }
 
+
+/// rind_softmax_exp_rows512 on 8 lanes: e^x and its sum in one pass, two 8-lane maxima and sums
+/// per row (16 floats per iteration, as the AVX-512 path), the last C % 8 by masked loads.
+static inline RIND_A256 void rind_softmax_exp_rows256(float *x, long N, long C, float *sums) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(C % 8)), lane);
+    const __m256 floor = _mm256_set1_ps(-80.0f), none = _mm256_set1_ps(-INFINITY);
+    long full = C / 8 * 8, pairs = C / 16 * 16;
+    for (long r = 0; r < N; r++) {
+        float *row = x + r * C;
+        __m256 m0 = none, m1 = none;
+        long i = 0;
+        for (; i < pairs; i += 16) {
+            m0 = _mm256_max_ps(m0, _mm256_loadu_ps(row + i));
+            m1 = _mm256_max_ps(m1, _mm256_loadu_ps(row + i + 8));
+        }
+        if (i < full) m0 = _mm256_max_ps(m0, _mm256_loadu_ps(row + i));
+        if (full < C) m1 = _mm256_max_ps(m1, _mm256_blendv_ps(none, _mm256_maskload_ps(row + full, tail),
+                                                              _mm256_castsi256_ps(tail)));
+        __m256 m = _mm256_max_ps(m0, m1);
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        __m256 maxv = _mm256_broadcastss_ps(h);
+        __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+        for (i = 0; i < pairs; i += 16) {
+            __m256 e0 = rind_exp256(_mm256_max_ps(floor, _mm256_sub_ps(_mm256_loadu_ps(row + i), maxv)));
+            __m256 e1 = rind_exp256(_mm256_max_ps(floor, _mm256_sub_ps(_mm256_loadu_ps(row + i + 8), maxv)));
+            _mm256_storeu_ps(row + i, e0);
+            _mm256_storeu_ps(row + i + 8, e1);
+            s0 = _mm256_add_ps(s0, e0);
+            s1 = _mm256_add_ps(s1, e1);
+        }
+        if (i < full) {
+            __m256 e = rind_exp256(_mm256_max_ps(floor, _mm256_sub_ps(_mm256_loadu_ps(row + i), maxv)));
+            _mm256_storeu_ps(row + i, e);
+            s0 = _mm256_add_ps(s0, e);
+        }
+        if (full < C) {
+            __m256 e = rind_exp256(_mm256_max_ps(floor, _mm256_sub_ps(_mm256_maskload_ps(row + full, tail), maxv)));
+            _mm256_maskstore_ps(row + full, tail, e);
+            s1 = _mm256_add_ps(s1, _mm256_and_ps(e, _mm256_castsi256_ps(tail)));
+        }
+        __m256 s = _mm256_add_ps(s0, s1);
+        __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        q = _mm_add_ss(q, _mm_movehdup_ps(q));
+        sums[r] = _mm_cvtss_f32(q);
+    }
+}
+
+/// x (N, C): each row replaced by its softmax: `rind_softmax_exp_rows256`, then scaled by 1 / sum.
+static inline RIND_A256 void rind_softmax_rows256(float *x, long N, long C) {
+    for (long r = 0; r < N; r++) {
+        float *row = x + r * C, sum;
+        rind_softmax_exp_rows256(row, 1, C, &sum);
+        __m256 inv = _mm256_set1_ps(1.0f / sum);
+        long i = 0;
+        for (; i + 8 <= C; i += 8) _mm256_storeu_ps(row + i, _mm256_mul_ps(_mm256_loadu_ps(row + i), inv));
+        for (; i < C; i++) row[i] *= 1.0f / sum;
+    }
+}
+
 #endif
 #endif
