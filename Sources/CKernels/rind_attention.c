@@ -75,8 +75,8 @@ static void head_task(const void *context, long t, int slot) {
     rind_pgemm_pack_strided(values, a->v + base, Nk, hd, 1, a->Cw);
     long first = a->queryBlocks * c / a->chunks, last = a->queryBlocks * (c + 1) / a->chunks;
     for (long blk = first; blk < last; blk++) {
-        long r0 = blk * n;
-        query_block(a, b, h, r0, a->Nq - r0 < n ? (int)(a->Nq - r0) : (int)n, keys, values, scores, sums);
+        long r0 = rind_tile_block_start(blk, a->Nq, (int)n);
+        query_block(a, b, h, r0, (int)(rind_tile_block_start(blk + 1, a->Nq, (int)n) - r0), keys, values, scores, sums);
     }
 }
 

@@ -39,6 +39,18 @@ typedef struct {
     int rows;
 } rind_tile_kernel;
 
+/// The first row of block j (0...blocks) when N rows are cut into blocks of `block` rows: j * block,
+/// except that when the last block would hold fewer than half a block, the last two share their
+/// rows evenly (128 rows in blocks of 6: ..., 6, 4, 4 rather than ..., 6, 6, 2: a 2-row block
+/// keeps only 4 FMA chains busy, too few to hide the FMA latency, so it runs at half speed).
+static inline long rind_tile_block_start(long j, long N, int block) {
+    long blocks = (N + block - 1) / block;
+    if (j >= blocks) return N;
+    long tail = N - (blocks - 1) * block;
+    if (j == blocks - 1 && blocks >= 2 && 2 * tail < block) return (blocks - 2) * block + (block + tail + 1) / 2;
+    return j * block;
+}
+
 /// The micro-kernel of the row kernels' code path (`rind_kernels_isa`): AVX-512 (8 rows), AVX2
 /// (6 rows: 12 of its 16 registers accumulate) or portable (8 rows).
 rind_tile_kernel rind_pgemm_tile_kernel(void);

@@ -28,8 +28,11 @@ final class PackedLinearTests: XCTestCase {
     func testMatchesTheReferenceInEveryModeAndShape() {
         for threads in [1, 2, 3] {
             onEveryPackedPath(threads: threads) { isa in
-                for (rows, inputs, outputs) in [(1, 1, 1), (7, 5, 15), (9, 64, 33), (33, 100, 48), (17, 37, 100),
-                                                (130, 96, 70), (64, 256, 256)] {
+                // Rows that leave a short last block (7 and 8 in blocks of 6, 9, 17, 33 and 130 in
+                // blocks of 8); more column groups than tasks per thread, one or two groups a task.
+                for (rows, inputs, outputs) in [(1, 1, 1), (7, 5, 15), (8, 40, 20), (9, 64, 33), (33, 100, 48),
+                                                (17, 37, 100), (130, 96, 70), (64, 256, 256), (24, 300, 1100),
+                                                (40, 64, 1100)] {
                     let w = random(outputs * inputs, seed: 1), x = random(rows * inputs, seed: 2)
                     let bias = random(outputs, seed: 3), residual = random(rows * outputs, seed: 4)
                     var reference = [Float](repeating: 0, count: rows * outputs)
