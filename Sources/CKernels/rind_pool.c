@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <time.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define PAUSE() _mm_pause()
@@ -11,6 +12,20 @@
 #endif
 
 #define MAX_WORKERS 255
+
+// How long an idle worker spins before it sleeps. Timed rather than counted, as PAUSE takes from
+// ~10 to ~50 ns depending on the core. With 4000 PAUSEs (50 us on the Xeon of docs/PERFORMANCE.md)
+// the worker fell asleep ~5 times per bundled CIFAR-10 step (strace: 2211 futex calls in 200
+// steps, ~1000 with a ~250 us spin), and each wake-up cost the next piece of work the worker's
+// start; a 20000-PAUSE spin (~260 us) took 0.87-0.97 of the step time there (bench rows at batch
+// 1 and 2 run in turn: 8 of 8 pairs faster).
+#define SPIN_NS 250000LL
+
+static long long now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
 static pthread_mutex_t pool_mutex = PTHREAD_MUTEX_INITIALIZER;   // guards workers and the wake-up
 static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
 static pthread_mutex_t pool_busy = PTHREAD_MUTEX_INITIALIZER;    // held by the work on the pool
@@ -38,9 +53,14 @@ static void *worker_main(void *unused) {
     long seen = atomic_load(&generation);
     for (;;) {
         long g;
-        // Spin a little (a step's products follow each other within microseconds), then sleep:
-        // spinning threads on a shared machine take the core from other work.
-        for (int spin = 0; (g = atomic_load(&generation)) == seen && spin < 4000; spin++) PAUSE();
+        // Spin for SPIN_NS (a step's pieces of work follow each other within microseconds, with
+        // up to ~0.1 ms of the caller's own work between some), then sleep: spinning threads on
+        // a shared machine take the core from other work.
+        long long spinStart = now_ns();
+        for (int spin = 1; (g = atomic_load(&generation)) == seen; spin++) {
+            PAUSE();
+            if (spin % 64 == 0 && now_ns() - spinStart > SPIN_NS) break;
+        }
         if (g == seen) {
             pthread_mutex_lock(&pool_mutex);
             while ((g = atomic_load(&generation)) == seen) pthread_cond_wait(&pool_wake, &pool_mutex);

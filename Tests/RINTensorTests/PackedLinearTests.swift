@@ -146,4 +146,26 @@ final class PackedLinearTests: XCTestCase {
             }
         }
     }
+
+    /// The packed backend's threads spin only briefly after a piece of work, then sleep: an idle
+    /// process (a daemon between jobs) burns no CPU.
+    func testIdleMatrixThreadsSleep() {
+        let (rows, inputs, outputs) = (64, 256, 256)
+        let w = random(outputs * inputs, seed: 8), x = random(rows * inputs, seed: 9)
+        onEveryPackedPath(threads: 2) { _ in
+            _ = product(w, x, bias: nil, rows: rows, inputs: inputs, outputs: outputs, mode: .store)
+        }
+        usleep(50_000)   // past the workers' spin
+        func cpuSeconds() -> Double {
+            var usage = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+                + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        }
+        let before = cpuSeconds(), wallStart = Date()
+        usleep(400_000)
+        let used = cpuSeconds() - before, wall = Date().timeIntervalSince(wallStart)
+        // A worker still spinning would use about the whole interval.
+        XCTAssertLessThan(used, 0.25 * wall, "CPU seconds used by an idle process over \(wall) s")
+    }
 }
