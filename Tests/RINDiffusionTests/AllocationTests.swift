@@ -3,6 +3,7 @@ import Foundation
 import RINDiffusion
 import RINModel
 import RINTensor
+import RINTestSupport
 import XCTest
 
 /// The sampling step allocates nothing: every buffer is made when the run is built. Counted by the
@@ -69,7 +70,7 @@ final class AllocationTests: XCTestCase {
     }
 
     func testStepsOfTheBundledTinyCheckpointAllocateNothing() throws {
-        let checkpoint = try RINCheckpoint.load(from: fixtures.appendingPathComponent("checkpoints/tiny"))
+        let checkpoint = try RINCheckpoint.load(from: TestProject.tinyCheckpoint)
         let config = checkpoint.config
         var cases: [(String, SamplingParameters)] = []
         var ddim = SamplingParameters.defaults(for: config)
@@ -89,7 +90,7 @@ final class AllocationTests: XCTestCase {
         }
         try ComputePath.forEach { path in
             // Built on the path: the packed backend packs the weights while the network is built.
-            let checkpoint = try RINCheckpoint.load(from: fixtures.appendingPathComponent("checkpoints/tiny"))
+            let checkpoint = try RINCheckpoint.load(from: TestProject.tinyCheckpoint)
             for (name, parameters) in cases {
                 let run = try SamplingRun(checkpoint: checkpoint, parameters: parameters)
                 check(allocations(run, steps: 4), path, "tiny \(name), 4 steps")
@@ -99,7 +100,7 @@ final class AllocationTests: XCTestCase {
 
     /// A batched step of several runs (cross-job batching) allocates nothing either.
     func testBatchedStepsOfSeveralRunsAllocateNothing() throws {
-        let checkpoint = try RINCheckpoint.load(from: fixtures.appendingPathComponent("checkpoints/tiny"))
+        let checkpoint = try RINCheckpoint.load(from: TestProject.tinyCheckpoint)
         var ddim = SamplingParameters.defaults(for: checkpoint.config)
         ddim.steps = 14   // one uncounted step and up to three windows of 4
         ddim.guidance = 0
@@ -120,8 +121,7 @@ final class AllocationTests: XCTestCase {
 
     /// A model big enough that the matrix backends split products across threads.
     func testStepsOfTheCIFAR10BundledConfigAllocateNothing() throws {
-        let url = fixtures.deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Training/configs/cifar10-bundled.json")
+        let url = TestProject.root.appendingPathComponent("Training/configs/cifar10-bundled.json")
         let config = try RINConfig.decode(Data(contentsOf: url), file: url.path)
         var parameters = SamplingParameters.defaults(for: config)
         parameters.steps = 10   // one uncounted step and up to three windows of 3

@@ -64,8 +64,8 @@ final class OpenAPIConformanceTests: XCTestCase {
         let samples = Fixtures.temporaryDirectory("rind-openapi").appendingPathComponent("samples.json")
         try JSONSerialization.data(withJSONObject: ["operations": operations, "bodies": bodies]).write(to: samples)
         let (status, output) = try runProcess(python, [
-            Fixtures.projectRoot.appendingPathComponent("scripts/validate-responses.py").path,
-            Fixtures.projectRoot.appendingPathComponent("openapi.yaml").path, samples.path,
+            TestProject.root.appendingPathComponent("scripts/validate-responses.py").path,
+            TestProject.root.appendingPathComponent("openapi.yaml").path, samples.path,
         ])
         XCTAssertEqual(status, 0, output)
         XCTAssertTrue(output.contains("0 failure(s)"), output)
@@ -73,8 +73,8 @@ final class OpenAPIConformanceTests: XCTestCase {
     }
 
     func testRootOpenAPIIsTheServedResource() throws {
-        let root = Fixtures.projectRoot.appendingPathComponent("openapi.yaml")
-        let resource = Fixtures.projectRoot.appendingPathComponent("Sources/RINServer/openapi.yaml")
+        let root = TestProject.root.appendingPathComponent("openapi.yaml")
+        let resource = TestProject.root.appendingPathComponent("Sources/RINServer/openapi.yaml")
         XCTAssertEqual(try Data(contentsOf: root), try Data(contentsOf: resource))
     }
 }
