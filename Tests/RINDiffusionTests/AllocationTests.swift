@@ -18,6 +18,11 @@ import XCTest
 final class AllocationTests: XCTestCase {
     static let matrixLibraries = ["libopenblas", "libdnnl", "libstdc++", "libgomp"]
 
+    /// Tests/Fixtures/checkpoints/tiny, loaded once for the class on the path in use when first
+    /// asked for (the default one: `ComputePath.forEach` restores it). Read only: a run keeps its
+    /// state in its own buffers, so the tests stay independent of each other.
+    static let tiny = Result { try RINCheckpoint.load(from: TestProject.tinyCheckpoint) }
+
     override func setUp() {
         super.setUp()
         XCTAssertEqual(rind_allocations_interposed(), 1, "malloc is not interposed: the counts below would be meaningless")
@@ -70,8 +75,7 @@ final class AllocationTests: XCTestCase {
     }
 
     func testStepsOfTheBundledTinyCheckpointAllocateNothing() throws {
-        let checkpoint = try RINCheckpoint.load(from: TestProject.tinyCheckpoint)
-        let config = checkpoint.config
+        let config = try Self.tiny.get().config
         var cases: [(String, SamplingParameters)] = []
         var ddim = SamplingParameters.defaults(for: config)
         ddim.steps = 14   // one uncounted step and up to three windows of 4
@@ -89,7 +93,8 @@ final class AllocationTests: XCTestCase {
             cases.append(("guided", guided))
         }
         try ComputePath.forEach { path in
-            // Built on the path: the packed backend packs the weights while the network is built.
+            // Built on the path, not the shared `tiny`: the packed backend packs the weights while
+            // the network is built.
             let checkpoint = try RINCheckpoint.load(from: TestProject.tinyCheckpoint)
             for (name, parameters) in cases {
                 let run = try SamplingRun(checkpoint: checkpoint, parameters: parameters)
@@ -100,7 +105,7 @@ final class AllocationTests: XCTestCase {
 
     /// A batched step of several runs (cross-job batching) allocates nothing either.
     func testBatchedStepsOfSeveralRunsAllocateNothing() throws {
-        let checkpoint = try RINCheckpoint.load(from: TestProject.tinyCheckpoint)
+        let checkpoint = try Self.tiny.get()
         var ddim = SamplingParameters.defaults(for: checkpoint.config)
         ddim.steps = 14   // one uncounted step and up to three windows of 4
         ddim.guidance = 0
