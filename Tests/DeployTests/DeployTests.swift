@@ -171,6 +171,37 @@ final class DeployTests: XCTestCase {
         XCTAssertFalse(ldd.output.contains("not found"), ldd.output)
     }
 
+    /// The tarball carries what `rind bench --cpuid-mask` preloads in bin/, beside rind (the bench
+    /// looks in the folder of the rind it runs as), linking no Swift library dynamically; where the
+    /// CPU has CPUID faulting, the unpacked tree's rind finds it and runs a row held to the baseline
+    /// CPU. Needs the `make dist` tarball, which scripts/test.sh builds and names in RIND_ARTIFACT.
+    func testTheArtifactCarriesTheCPUIDMaskBesideRind() throws {
+        guard let artifact = ProcessInfo.processInfo.environment["RIND_ARTIFACT"], !artifact.isEmpty else {
+            throw XCTSkip("RIND_ARTIFACT is not set (scripts/test.sh sets it after make dist)")
+        }
+        let source = URL(fileURLWithPath: artifact, relativeTo: TestProject.root)
+        let unpacked = scratch.appendingPathComponent("unpacked")
+        try FileManager.default.createDirectory(at: unpacked, withIntermediateDirectories: true)
+        let untar = try run("/bin/tar", ["-xzf", source.path, "-C", unpacked.path])
+        XCTAssertEqual(untar.status, 0, untar.output)
+        let tree = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: unpacked.path).first, "an empty tarball")
+        let bin = unpacked.appendingPathComponent(tree).appendingPathComponent("bin")
+        let library = bin.appendingPathComponent("librind-cpuid-mask.so")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: library.path), "the tarball has no bin/librind-cpuid-mask.so")
+        let ldd = try run("/usr/bin/ldd", [library.path])
+        XCTAssertEqual(ldd.status, 0, ldd.output)
+        XCTAssertFalse(ldd.output.contains("libswift") || ldd.output.contains("not found"), ldd.output)
+
+        let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+        try XCTSkipUnless(cpuinfo.contains(" cpuid_fault"), "this CPU or kernel has no CPUID faulting")
+        // Run from the repository root, where the bench finds Training/configs.
+        let bench = try run(bin.appendingPathComponent("rind").path,
+                            ["bench", "--configs", "cifar10-bundled", "--batches", "1", "--threads", "1",
+                             "--warmup", "0", "--repeats", "1", "--cpuid-mask", "baseline"])
+        XCTAssertEqual(bench.status, 0, bench.output)
+        XCTAssertTrue(bench.output.contains("- rind: matmul openblas, row kernels baseline"), bench.output)
+    }
+
     // MARK: - Reading the unit the way systemd does (the subset rind.service uses)
 
     /// `Environment=` lines: space-separated NAME=VALUE assignments.
