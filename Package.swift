@@ -79,16 +79,17 @@ let package = Package(
         // Tests mirror targets, one test target per target. Shared fixtures live in Tests/Fixtures and are found
         // from #filePath, so no test target bundles resources.
         // Test support only (test targets depend on it, nothing else): the helpers several test targets share
-        // (a throwaway PostgreSQL server, a step gate, running a process, the test venv's python). It imports
-        // no rind target, so the tests of every layer may use it.
+        // (where the repository and its fixtures are, a throwaway PostgreSQL server, a step gate, polling waits,
+        // running a process, the test venv's python). It imports no rind target, so the tests of every layer may use it.
         .target(name: "RINTestSupport", path: "Tests/RINTestSupport"),
         // What the job service's tests share (the tiny checkpoint, a lossless encoder, waiting on a job):
         // RINJobsTests and RINClusterTests. Apart from RINTestSupport because it needs RINJobs.
-        .target(name: "RINJobsTestSupport", dependencies: ["RINJobs", "RINDiffusion", "RINModel"],
+        .target(name: "RINJobsTestSupport", dependencies: ["RINJobs", "RINDiffusion", "RINModel", "RINTestSupport"],
                 path: "Tests/RINJobsTestSupport"),
         .testTarget(name: "RINTensorTests", dependencies: ["RINTensor"]),
-        .testTarget(name: "RINModelTests", dependencies: ["RINModel", "RINTensor"]),
-        .testTarget(name: "RINDiffusionTests", dependencies: ["RINDiffusion", "RINModel", "RINTensor", "CAllocationCounter"]),
+        .testTarget(name: "RINModelTests", dependencies: ["RINModel", "RINTensor", "RINTestSupport"]),
+        .testTarget(name: "RINDiffusionTests", dependencies: ["RINDiffusion", "RINModel", "RINTensor", "CAllocationCounter",
+                                                         "RINTestSupport"]),
         .testTarget(name: "RINImageTests", dependencies: ["RINImage", "RINTestSupport"]),
         .testTarget(name: "RINJobsTests", dependencies: ["RINJobs", "RINDiffusion", "RINModel", "RINTestSupport",
                                                     "RINJobsTestSupport"]),

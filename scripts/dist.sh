@@ -7,6 +7,7 @@
 #   rind-VERSION-linux-ARCH/
 #     bin/rind                        the daemon; needs only libopenblas0-pthread, libpng16-16,
 #                                     libmicrohttpd12 (and libc) at run time
+#     bin/librind-cpuid-mask.so       what `rind bench --cpuid-mask` preloads, found beside rind
 #     share/rind/checkpoints/         the bundled models   (found from bin/rind as ../share/rind/…,
 #     share/rind/openapi.yaml         the served API       so the tree also runs where it is unpacked)
 #     share/rind/web/                 the page at /
@@ -27,14 +28,19 @@ name="rind-$version-linux-$arch"
 out=${DIST_DIR:-dist}
 
 swift build -c release --product rind --static-swift-stdlib --scratch-path .build-dist >&2
-built="$(swift build -c release --static-swift-stdlib --scratch-path .build-dist --show-bin-path)/rind"
+swift build -c release --product rind-cpuid-mask --static-swift-stdlib --scratch-path .build-dist >&2
+bin_path=$(swift build -c release --static-swift-stdlib --scratch-path .build-dist --show-bin-path)
+built="$bin_path/rind"
+mask="$bin_path/librind-cpuid-mask.so"
 
 # A binary that still asks for the toolchain's libswiftCore.so would need Swift on every box.
-if ldd "$built" | grep -q "libswift\|libFoundation\|libdispatch"; then
-    echo "dist: $built links Swift runtime libraries dynamically:" >&2
-    ldd "$built" >&2
-    exit 1
-fi
+for file in "$built" "$mask"; do
+    if ldd "$file" | grep -q "libswift\|libFoundation\|libdispatch"; then
+        echo "dist: $file links Swift runtime libraries dynamically:" >&2
+        ldd "$file" >&2
+        exit 1
+    fi
+done
 
 mkdir -p "$out"
 stage=$(mktemp -d "$out/.stage.XXXXXX")
@@ -43,6 +49,9 @@ tree="$stage/$name"
 install -d "$tree/bin" "$tree/share/rind" "$tree/share/doc/rind" "$tree/deploy"
 strip -o "$tree/bin/rind" "$built"
 chmod 0755 "$tree/bin/rind"
+# `rind bench --cpuid-mask` looks for it in the folder of the rind it runs as.
+strip --strip-unneeded -o "$tree/bin/librind-cpuid-mask.so" "$mask"
+chmod 0755 "$tree/bin/librind-cpuid-mask.so"
 cp -r checkpoints "$tree/share/rind/checkpoints"
 rm -f "$tree/share/rind/checkpoints/README.md"
 install -m 0644 Sources/RINServer/openapi.yaml "$tree/share/rind/openapi.yaml"

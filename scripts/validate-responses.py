@@ -4,10 +4,12 @@
 usage: validate-responses.py OPENAPI_YAML SAMPLES_JSON
 
 SAMPLES_JSON: {"operations": [["get", "/jobs/{id}"], ...],
-               "bodies": [{"schema": "Job", "body": {...}}, ...]}
-Validates the document with openapi-spec-validator, checks that every operation exists, and
-validates every body against components/schemas/<schema> with jsonschema (draft 2020-12, the
-dialect of OpenAPI 3.1). Prints one line per failure; exits 1 if there was any.
+               "bodies": [{"schema": "Job", "body": {...}}, ...],
+               "statuses": [["get", "/healthz", "400"], ...]}   (optional)
+Validates the document with openapi-spec-validator, checks that every operation exists and lists
+each status it was seen to answer with, and validates every body against
+components/schemas/<schema> with jsonschema (draft 2020-12, the dialect of OpenAPI 3.1). Prints
+one line per failure; exits 1 if there was any.
 """
 import json
 import sys
@@ -31,6 +33,10 @@ def main() -> int:
     for method, path in samples["operations"]:
         if method.lower() not in spec.get("paths", {}).get(path, {}):
             failures.append(f"openapi.yaml lacks {method.upper()} {path}")
+    for method, path, status in samples.get("statuses", []):
+        responses = spec.get("paths", {}).get(path, {}).get(method.lower(), {}).get("responses", {})
+        if str(status) not in responses:
+            failures.append(f"openapi.yaml: {method.upper()} {path} answered {status}, which it does not list")
     checker = jsonschema.FormatChecker()
     for index, sample in enumerate(samples["bodies"]):
         name = sample["schema"]
@@ -44,8 +50,8 @@ def main() -> int:
             failures.append(f"body {index} ({name}) at '{location}': {error.message}")
     for failure in failures:
         print(failure)
-    print(f"checked {len(samples['operations'])} operations and {len(samples['bodies'])} bodies: "
-          f"{len(failures)} failure(s)")
+    print(f"checked {len(samples['operations'])} operations, {len(samples.get('statuses', []))} statuses "
+          f"and {len(samples['bodies'])} bodies: {len(failures)} failure(s)")
     return 1 if failures else 0
 
 

@@ -1,4 +1,5 @@
 import Foundation
+import RINTestSupport
 import XCTest
 
 /// The unit under a real systemd: `scripts/boot-test.sh` debootstraps a Debian 12 root (cached in
@@ -9,11 +10,11 @@ import XCTest
 /// nspawn), which is a skip here.
 final class BootTests: XCTestCase {
     func testTheUnitUnderARealSystemd() throws {
-        let script = DeployTests.root.appendingPathComponent("scripts/boot-test.sh").path
+        let script = TestProject.root.appendingPathComponent("scripts/boot-test.sh").path
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = [script]
-        process.currentDirectoryURL = DeployTests.root
+        process.currentDirectoryURL = TestProject.root
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe

@@ -1,4 +1,5 @@
 import Foundation
+import RINTestSupport
 import XCTest
 
 /// What a new user types first, on the built binary and the bundled checkpoints: `make run` serves
@@ -74,7 +75,7 @@ final class BundledModelTests: XCTestCase {
         XCTAssertEqual(dog.json["model"] as? String, "cifar10", dog.text)
         daemon?.stop()
 
-        let unknown = try runRind(["serve", "--checkpoints", DeployTests.root.appendingPathComponent("checkpoints").path,
+        let unknown = try runRind(["serve", "--checkpoints", TestProject.root.appendingPathComponent("checkpoints").path,
                                    "--port", "0", "--state-dir", scratch.appendingPathComponent("other").path,
                                    "--default-model", "imagenet1k"])
         XCTAssertNotEqual(unknown.status, 0)
@@ -106,7 +107,7 @@ final class BundledModelTests: XCTestCase {
     /// `rind serve` on the repository's checkpoints; returns the base URL once /readyz answers 200.
     func startDaemon(_ extra: [String] = []) throws -> String {
         let started = try RindDaemon(
-            arguments: ["--checkpoints", DeployTests.root.appendingPathComponent("checkpoints").path,
+            arguments: ["--checkpoints", TestProject.root.appendingPathComponent("checkpoints").path,
                         "--state-dir", scratch.appendingPathComponent("state").path,
                         "--workers", "1", "--threads", "1"] + extra,
             directory: scratch)

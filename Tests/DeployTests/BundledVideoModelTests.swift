@@ -1,4 +1,5 @@
 import Foundation
+import RINTestSupport
 import XCTest
 
 /// The bundled video model as a user meets it: `curl -X POST '127.0.0.1:8080/generate?model=cifar10-video&class=horse'`
@@ -38,13 +39,13 @@ extension BundledModelTests {
 
     func testSampleWritesAClipAsAnAnimatedPNG() throws {
         let output = scratch.appendingPathComponent("horse.png")
-        let model = DeployTests.root.appendingPathComponent("checkpoints/cifar10-video").path
+        let model = TestProject.root.appendingPathComponent("checkpoints/cifar10-video").path
         let sampled = try runRind(["sample", "--checkpoint", model, "--class", "horse", "--steps", "2", "--apng",
                                    "-o", output.path])
         XCTAssertEqual(sampled.status, 0, sampled.stderr)
         let chunks = try Self.chunks(try Data(contentsOf: output))
         XCTAssertEqual(Self.u32(try XCTUnwrap(chunks.first { $0.type == "acTL" }).data, 0), 8)
-        let image = try runRind(["sample", "--checkpoint", DeployTests.root.appendingPathComponent("checkpoints/cifar10").path,
+        let image = try runRind(["sample", "--checkpoint", TestProject.root.appendingPathComponent("checkpoints/cifar10").path,
                                  "--steps", "1", "--apng", "-o", output.path])
         XCTAssertEqual(image.status, 2)
         XCTAssertTrue(image.stderr.contains("--apng needs a video model"), image.stderr)

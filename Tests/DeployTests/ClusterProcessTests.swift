@@ -198,7 +198,7 @@ final class ClusterProcessTests: XCTestCase {
         let file = scratch.appendingPathComponent("hold-\(name)")
         try Data(hold.utf8).write(to: file)
         let box = try RindDaemon(
-            arguments: ["--checkpoints", DeployTests.root.appendingPathComponent("checkpoints").path,
+            arguments: ["--checkpoints", TestProject.root.appendingPathComponent("checkpoints").path,
                         "--database", postgres.url, "--database-password-file", postgres.passwordFile.path,
                         "--box-name", name, "--lease-seconds", "3", "--workers", "1", "--threads", "1"] + extra,
             environment: ["RIND_TEST_HOLD_FILE": file.path], directory: scratch)
@@ -223,20 +223,10 @@ final class ClusterProcessTests: XCTestCase {
         return jobs
     }
 
-    /// Polls `condition` (bounded: a broken cluster fails the test instead of hanging it).
-    func waitUntil(_ what: String, _ condition: () throws -> Bool) throws {
-        for _ in 0..<6000 {
-            if try condition() { return }
-            usleep(20_000)
-        }
-        XCTFail("gave up waiting: \(what)")
-        throw CocoaError(.userCancelled)
-    }
-
     /// PNG bytes of each query run by one daemon on a local state directory (no database).
     func referenceImages(_ queries: [String]) throws -> [Data] {
         let local = try RindDaemon(
-            arguments: ["--checkpoints", DeployTests.root.appendingPathComponent("checkpoints").path,
+            arguments: ["--checkpoints", TestProject.root.appendingPathComponent("checkpoints").path,
                         "--state-dir", scratch.appendingPathComponent("local").path, "--workers", "1", "--threads", "1"],
             directory: scratch)
         defer { local.stop() }

@@ -185,7 +185,7 @@ func runRind(_ arguments: [String], environment: [String: String] = [:], input: 
     let process = Process()
     process.executableURL = DeployTests.rindBinary
     process.arguments = arguments
-    process.currentDirectoryURL = DeployTests.root
+    process.currentDirectoryURL = TestProject.root
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     // Standard output to a file: two pipes read one after the other could fill and block the child.
     let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("rind-stdout-\(UUID())")

@@ -1,6 +1,7 @@
 // The built `rind serve` as a child process, and a blocking HTTP client for it: what the tests of
 // this target that talk to real daemons share.
 import Foundation
+import RINTestSupport
 import XCTest
 
 #if canImport(FoundationNetworking)
@@ -132,11 +133,11 @@ enum HTTP {
 
     /// Polls `GET base/jobs/id` until the job is finished; its status (bounded wait).
     static func waitForEnd(_ base: String, _ id: String) throws -> String {
-        for _ in 0..<30000 {
-            let status = try request("GET", base + "/jobs/\(id)").json["status"] as? String ?? ""
-            if ["succeeded", "failed", "canceled"].contains(status) { return status }
-            usleep(20_000)
+        var status = ""
+        let ended = try poll(seconds: 600) {
+            status = try request("GET", base + "/jobs/\(id)").json["status"] as? String ?? ""
+            return ["succeeded", "failed", "canceled"].contains(status)
         }
-        return "never finished"
+        return ended ? status : "never finished"
     }
 }

@@ -10,9 +10,6 @@ import Glibc
 /// the daemon started with the unit's own `ExecStart` line and a `NOTIFY_SOCKET` this test listens on,
 /// and `Deploy/install.sh` run twice into a staging root.
 final class DeployTests: XCTestCase {
-    static let root = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
     /// The `rind` binary of this build configuration: the test runner (`<bin>/rindPackageTests.xctest`)
     /// sits in the same build folder.
     static var rindBinary: URL {
@@ -35,7 +32,7 @@ final class DeployTests: XCTestCase {
     }
 
     func unitText() throws -> String {
-        try String(contentsOf: Self.root.appendingPathComponent("Deploy/rind.service"), encoding: .utf8)
+        try String(contentsOf: TestProject.root.appendingPathComponent("Deploy/rind.service"), encoding: .utf8)
     }
 
     func testUnitHasTheRequiredSettings() throws {
@@ -76,7 +73,7 @@ final class DeployTests: XCTestCase {
         let argv = try execStart(unit, environment: environment).map {
             $0.replacingOccurrences(of: "/usr/local/bin/rind", with: Self.rindBinary.path)
               .replacingOccurrences(of: "/usr/local/share/rind/checkpoints",
-                                    with: Self.root.appendingPathComponent("checkpoints").path)
+                                    with: TestProject.root.appendingPathComponent("checkpoints").path)
               .replacingOccurrences(of: "/var/lib/rind", with: stateDir.path)
         }
         let socketPath = scratch.appendingPathComponent("notify.sock").path
@@ -109,7 +106,7 @@ final class DeployTests: XCTestCase {
         var environment = ProcessInfo.processInfo.environment
         environment["DESTDIR"] = stage.path
         environment["RIND_BINARY"] = Self.rindBinary.path
-        let script = Self.root.appendingPathComponent("Deploy/install.sh").path
+        let script = TestProject.root.appendingPathComponent("Deploy/install.sh").path
         let first = try run("/bin/bash", [script], environment: environment)
         XCTAssertEqual(first.status, 0, first.output)
         // The operator's settings survive a second run (an upgrade).
@@ -135,14 +132,14 @@ final class DeployTests: XCTestCase {
         guard let artifact = ProcessInfo.processInfo.environment["RIND_ARTIFACT"], !artifact.isEmpty else {
             throw XCTSkip("RIND_ARTIFACT is not set (scripts/test.sh sets it after make dist)")
         }
-        let source = URL(fileURLWithPath: artifact, relativeTo: Self.root)
+        let source = URL(fileURLWithPath: artifact, relativeTo: TestProject.root)
         let tarball = scratch.appendingPathComponent(source.lastPathComponent)
         try FileManager.default.copyItem(at: source, to: tarball)
         let sums = URL(fileURLWithPath: tarball.path + ".sha256")
         let stage = scratch.appendingPathComponent("root")
         var environment = ProcessInfo.processInfo.environment
         environment["DESTDIR"] = stage.path
-        let script = Self.root.appendingPathComponent("Deploy/install.sh").path
+        let script = TestProject.root.appendingPathComponent("Deploy/install.sh").path
 
         let unverified = try run("/bin/bash", [script, "--artifact", tarball.path], environment: environment)
         XCTAssertNotEqual(unverified.status, 0)
@@ -172,6 +169,37 @@ final class DeployTests: XCTestCase {
         XCTAssertEqual(ldd.status, 0, ldd.output)
         XCTAssertFalse(ldd.output.contains("libswift") || ldd.output.contains("libFoundation"), ldd.output)
         XCTAssertFalse(ldd.output.contains("not found"), ldd.output)
+    }
+
+    /// The tarball carries what `rind bench --cpuid-mask` preloads in bin/, beside rind (the bench
+    /// looks in the folder of the rind it runs as), linking no Swift library dynamically; where the
+    /// CPU has CPUID faulting, the unpacked tree's rind finds it and runs a row held to the baseline
+    /// CPU. Needs the `make dist` tarball, which scripts/test.sh builds and names in RIND_ARTIFACT.
+    func testTheArtifactCarriesTheCPUIDMaskBesideRind() throws {
+        guard let artifact = ProcessInfo.processInfo.environment["RIND_ARTIFACT"], !artifact.isEmpty else {
+            throw XCTSkip("RIND_ARTIFACT is not set (scripts/test.sh sets it after make dist)")
+        }
+        let source = URL(fileURLWithPath: artifact, relativeTo: TestProject.root)
+        let unpacked = scratch.appendingPathComponent("unpacked")
+        try FileManager.default.createDirectory(at: unpacked, withIntermediateDirectories: true)
+        let untar = try run("/bin/tar", ["-xzf", source.path, "-C", unpacked.path])
+        XCTAssertEqual(untar.status, 0, untar.output)
+        let tree = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: unpacked.path).first, "an empty tarball")
+        let bin = unpacked.appendingPathComponent(tree).appendingPathComponent("bin")
+        let library = bin.appendingPathComponent("librind-cpuid-mask.so")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: library.path), "the tarball has no bin/librind-cpuid-mask.so")
+        let ldd = try run("/usr/bin/ldd", [library.path])
+        XCTAssertEqual(ldd.status, 0, ldd.output)
+        XCTAssertFalse(ldd.output.contains("libswift") || ldd.output.contains("not found"), ldd.output)
+
+        let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+        try XCTSkipUnless(cpuinfo.contains(" cpuid_fault"), "this CPU or kernel has no CPUID faulting")
+        // Run from the repository root, where the bench finds Training/configs.
+        let bench = try run(bin.appendingPathComponent("rind").path,
+                            ["bench", "--configs", "cifar10-bundled", "--batches", "1", "--threads", "1",
+                             "--warmup", "0", "--repeats", "1", "--cpuid-mask", "baseline"])
+        XCTAssertEqual(bench.status, 0, bench.output)
+        XCTAssertTrue(bench.output.contains("- rind: matmul openblas, row kernels baseline"), bench.output)
     }
 
     // MARK: - Reading the unit the way systemd does (the subset rind.service uses)
@@ -215,7 +243,7 @@ final class DeployTests: XCTestCase {
     /// `runProcess` in the repository root.
     func run(_ executable: String, _ arguments: [String],
              environment: [String: String]? = nil) throws -> (status: Int32, output: String) {
-        try runProcess(executable, arguments, environment: environment, directory: Self.root)
+        try runProcess(executable, arguments, environment: environment, directory: TestProject.root)
     }
 }
 

@@ -90,7 +90,7 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
         try other.service.delete(id)
         try other.service.delete(id)   // idempotent
         assertJobError(.gone(id)) { _ = try other.service.job(id) }
-        XCTAssertEqual(try lastEvent(watching)?.kind, .canceled, "a watcher on another box hears the end")
+        XCTAssertEqual(try readToEnd(watching).kind, .canceled, "a watcher on another box hears the end")
         // The runner hears of it (notification, then its lease renewal) while its step is held.
         try waitUntil("the runner drops the job") { (try? runner.service.job(id)) == nil }
         assertJobError(.gone(id)) { _ = try runner.service.job(id) }
@@ -183,7 +183,7 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
     /// expired another box claims the job and runs it again from its seed, with the same images;
     /// when the frozen box wakes, its writes are refused and it drops the run.
     func testAnotherBoxReclaimsAfterTheLeaseAndMakesTheSameImages() throws {
-        let renewing = Flag(true)
+        let renewing = LockedValue(true)
         let frozen = try makeBox(name: "frozen", holdAt: 2, renewLeases: { renewing.value })
         let id = try frozen.service.submit(JobRequest(classIndex: 0, seed: 555, count: 2)).job.id
         XCTAssertEqual(frozen.gate.waitUntilHeld(), id)
@@ -307,36 +307,5 @@ final class ClusterServiceTests: PostgresTestCase, @unchecked Sendable {
         let runner = try XCTUnwrap(boxes.first { $0.gate.held == id })
         let other = try XCTUnwrap(boxes.first { $0.name != runner.name })
         return (runner, other)
-    }
-
-    private func lastEvent(_ subscription: JobSubscription) throws -> JobEvent? {
-        while let event = subscription.next(timeout: .seconds(120)) {
-            if event.isTerminal { return event }
-        }
-        return nil
-    }
-
-    private func waitUntil(_ what: String, timeout: TimeInterval = 60, file: StaticString = #filePath,
-                           line: UInt = #line, _ condition: () throws -> Bool) throws {
-        let deadline = Date(timeIntervalSinceNow: timeout)
-        while try !condition() {
-            guard Date() < deadline else {
-                XCTFail("timed out waiting: \(what)", file: file, line: line)
-                throw JobError.shuttingDown
-            }
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-    }
-}
-
-// MARK: - Support
-
-private final class Flag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var current: Bool
-    init(_ value: Bool) { current = value }
-    var value: Bool {
-        get { lock.withLock { current } }
-        set { lock.withLock { current = newValue } }
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import RINDiffusion
 import RINModel
 import RINTensor
+import RINTestSupport
 import XCTest
 
 /// The sampling step allocates nothing: every buffer is made when the run is built. Counted by the
@@ -16,6 +17,11 @@ import XCTest
 /// and OpenMP runtimes oneDNN calls through) are counted apart and printed.
 final class AllocationTests: XCTestCase {
     static let matrixLibraries = ["libopenblas", "libdnnl", "libstdc++", "libgomp"]
+
+    /// Tests/Fixtures/checkpoints/tiny, loaded once for the class on the path in use when first
+    /// asked for (the default one: `ComputePath.forEach` restores it). Read only: a run keeps its
+    /// state in its own buffers, so the tests stay independent of each other.
+    static let tiny = Result { try RINCheckpoint.load(from: TestProject.tinyCheckpoint) }
 
     override func setUp() {
         super.setUp()
@@ -69,8 +75,7 @@ final class AllocationTests: XCTestCase {
     }
 
     func testStepsOfTheBundledTinyCheckpointAllocateNothing() throws {
-        let checkpoint = try RINCheckpoint.load(from: fixtures.appendingPathComponent("checkpoints/tiny"))
-        let config = checkpoint.config
+        let config = try Self.tiny.get().config
         var cases: [(String, SamplingParameters)] = []
         var ddim = SamplingParameters.defaults(for: config)
         ddim.steps = 14   // one uncounted step and up to three windows of 4
@@ -88,8 +93,9 @@ final class AllocationTests: XCTestCase {
             cases.append(("guided", guided))
         }
         try ComputePath.forEach { path in
-            // Built on the path: the packed backend packs the weights while the network is built.
-            let checkpoint = try RINCheckpoint.load(from: fixtures.appendingPathComponent("checkpoints/tiny"))
+            // Built on the path, not the shared `tiny`: the packed backend packs the weights while
+            // the network is built.
+            let checkpoint = try RINCheckpoint.load(from: TestProject.tinyCheckpoint)
             for (name, parameters) in cases {
                 let run = try SamplingRun(checkpoint: checkpoint, parameters: parameters)
                 check(allocations(run, steps: 4), path, "tiny \(name), 4 steps")
@@ -99,7 +105,7 @@ final class AllocationTests: XCTestCase {
 
     /// A batched step of several runs (cross-job batching) allocates nothing either.
     func testBatchedStepsOfSeveralRunsAllocateNothing() throws {
-        let checkpoint = try RINCheckpoint.load(from: fixtures.appendingPathComponent("checkpoints/tiny"))
+        let checkpoint = try Self.tiny.get()
         var ddim = SamplingParameters.defaults(for: checkpoint.config)
         ddim.steps = 14   // one uncounted step and up to three windows of 4
         ddim.guidance = 0
@@ -120,8 +126,7 @@ final class AllocationTests: XCTestCase {
 
     /// A model big enough that the matrix backends split products across threads.
     func testStepsOfTheCIFAR10BundledConfigAllocateNothing() throws {
-        let url = fixtures.deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Training/configs/cifar10-bundled.json")
+        let url = TestProject.root.appendingPathComponent("Training/configs/cifar10-bundled.json")
         let config = try RINConfig.decode(Data(contentsOf: url), file: url.path)
         var parameters = SamplingParameters.defaults(for: config)
         parameters.steps = 10   // one uncounted step and up to three windows of 3

@@ -1,11 +1,12 @@
 import Foundation
 import RINDiffusion
+import RINTestSupport
 import XCTest
 
 /// The portable noise generator against Tests/Fixtures/parity/noise.json, bit for bit.
 final class NoiseTests: XCTestCase {
     func testMatchesRecordedBits() throws {
-        let url = fixtures.appendingPathComponent("parity/noise.json")
+        let url = TestProject.fixtures.appendingPathComponent("parity/noise.json")
         let object = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
         let cases = object["cases"] as! [[String: Any]]
         XCTAssertFalse(cases.isEmpty)

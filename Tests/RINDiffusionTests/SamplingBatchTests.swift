@@ -2,6 +2,7 @@ import Foundation
 import RINDiffusion
 import RINModel
 import RINTensor
+import RINTestSupport
 import XCTest
 
 /// Cross-job batching in the engine: runs with different parameters, joining and leaving at
@@ -83,8 +84,7 @@ final class SamplingBatchTests: XCTestCase {
         BLASThreads.set(2)
         defer { BLASThreads.set(threads) }
         for name in ["cifar10-bundled", "imagenet64-bundled"] {
-            let url = fixtures.deletingLastPathComponent().deletingLastPathComponent()
-                .appendingPathComponent("Training/configs/\(name).json")
+            let url = TestProject.root.appendingPathComponent("Training/configs/\(name).json")
             let config = try RINConfig.decode(Data(contentsOf: url), file: url.path)
             let checkpoint = RINCheckpoint(name: name, directory: url.deletingLastPathComponent(),
                                            network: RINNetwork(config: config, randomSeed: 5))

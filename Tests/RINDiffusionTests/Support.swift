@@ -2,10 +2,6 @@ import Foundation
 import RINDiffusion
 import RINModel
 
-/// Tests/Fixtures, found from this file's path (COMMON.md).
-let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures")
-
 /// A tiny class-conditional image config for behaviour tests (debug builds run numeric loops slowly).
 func tinyConfig(classes: Int = 3, nullClass: Bool = true, prediction: RINConfig.Prediction = .v,
                 frames: Int = 1) -> RINConfig {

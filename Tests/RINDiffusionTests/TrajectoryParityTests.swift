@@ -1,6 +1,7 @@
 import Foundation
 import RINDiffusion
 import RINModel
+import RINTestSupport
 import XCTest
 
 /// Parity of whole sampling runs against the PyTorch reference
@@ -10,7 +11,7 @@ import XCTest
 final class TrajectoryParityTests: XCTestCase {
     func testTrajectoriesMatchPyTorch() throws {
         for model in ["image-v-cond", "image-eps-uncond", "gray-x0", "video-v-cond"] {
-            let directory = fixtures.appendingPathComponent("parity/\(model)")
+            let directory = TestProject.fixtures.appendingPathComponent("parity/\(model)")
             let checkpoint = try RINCheckpoint.load(from: directory)
             let tensors = try SafeTensorsReader.read(directory.appendingPathComponent("trajectories.safetensors"))
             let meta = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("trajectories.json"))) as! [String: Any]

@@ -6,17 +6,14 @@ import Foundation
 import RINDiffusion
 import RINJobs
 import RINModel
+import RINTestSupport
 import XCTest
 
-/// Test fixtures: the tiny checkpoint (8x8 RGB, 3 classes + null, v-pred, 4 steps by default).
+/// Test fixtures: the tiny checkpoint (RINTestSupport's `TestProject.tinyCheckpoint`), loaded once.
 public enum Fixtures {
-    /// Tests/Fixtures, found from this file's path (no test target bundles resources).
-    private static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Fixtures")
-
     public static let tiny: RINCheckpoint = {
         do {
-            return try RINCheckpoint.load(from: directory.appendingPathComponent("checkpoints/tiny"))
+            return try RINCheckpoint.load(from: TestProject.tinyCheckpoint)
         } catch {
             fatalError("cannot load Tests/Fixtures/checkpoints/tiny: \(error)")
         }
@@ -98,11 +95,19 @@ public func waitForEnd(_ service: JobService, _ id: JobID, file: StaticString = 
                        line: UInt = #line) throws -> JobEvent {
     let subscription = try service.subscribe(id)
     defer { subscription.cancel() }
+    return try readToEnd(subscription, file: file, line: line)
+}
+
+/// Reads `subscription`'s events until the terminal one and returns it; fails the test (and
+/// throws `WaitGaveUp`) if none comes within two minutes of the event before.
+@discardableResult
+public func readToEnd(_ subscription: JobSubscription, file: StaticString = #filePath,
+                      line: UInt = #line) throws -> JobEvent {
     while let event = subscription.next(timeout: .seconds(120)) {
         if event.isTerminal { return event }
     }
-    XCTFail("job \(id) did not finish", file: file, line: line)
-    throw JobError.notFound(id)
+    XCTFail("the job did not finish", file: file, line: line)
+    throw WaitGaveUp(what: "the job's end")
 }
 
 /// Asserts that `body` throws exactly `expected`.

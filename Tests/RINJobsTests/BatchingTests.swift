@@ -3,6 +3,7 @@ import RINDiffusion
 import RINJobs
 import RINJobsTestSupport
 import RINModel
+import RINTestSupport
 import XCTest
 
 /// Records every `beforeStep` call in order (which shows which jobs shared each batched step) and
@@ -159,8 +160,7 @@ final class BatchingTests: XCTestCase {
         log.waitUntilHeld()
         XCTAssertEqual(service.runningCount, 4, "the whole batch is running")
         let drained = onThread { service.drain(deadline: .zero) }
-        let deadline = Date(timeIntervalSinceNow: 60)
-        while !service.isDraining && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        try waitUntil("the drain began") { service.isDraining }
         log.release()
         XCTAssertEqual(drained.wait(timeout: .now() + 120), .success)
         for job in jobs {

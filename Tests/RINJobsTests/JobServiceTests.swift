@@ -353,7 +353,7 @@ final class JobServiceTests: XCTestCase {
         let queued = try service.submit(JobRequest(seed: 2), idempotencyKey: "k").job
         let queuedWatch = try service.subscribe(queued.id)
         let drained = onThread { service.drain(deadline: .seconds(600)) }
-        while service.isAccepting { Thread.sleep(forTimeInterval: 0.001) }
+        try waitUntil("the drain began") { !service.isAccepting }
         assertJobError(.shuttingDown) { _ = try service.submit(JobRequest(seed: 3)) }
         XCTAssertEqual(try service.submit(JobRequest(seed: 2), idempotencyKey: "k").job.id, queued.id,
                        "a retry of an accepted job is still answered")

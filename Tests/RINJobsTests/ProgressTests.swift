@@ -2,6 +2,7 @@ import Foundation
 import RINDiffusion
 import RINJobs
 import RINJobsTestSupport
+import RINTestSupport
 import XCTest
 
 /// `isMakingProgress(within:)`, which the daemon feeds systemd's watchdog from, and the test-only
@@ -17,11 +18,7 @@ final class ProgressTests: XCTestCase {
 
     /// Waits until the job's recorded progress reaches `step` (a worker holds it there).
     func waitForStep(_ service: JobService, _ id: JobID, _ step: Int) throws {
-        let deadline = Date(timeIntervalSinceNow: 120)
-        while try service.job(id).progress.step < step {
-            guard Date() < deadline else { return XCTFail("job \(id) never reached step \(step)") }
-            Thread.sleep(forTimeInterval: 0.01)
-        }
+        try waitUntil("job \(id) reaches step \(step)") { try service.job(id).progress.step >= step }
     }
 
     func testAnIdleServiceCountsAsMakingProgress() throws {

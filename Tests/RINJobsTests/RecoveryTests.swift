@@ -3,6 +3,7 @@ import RINDiffusion
 import RINJobs
 import RINJobsTestSupport
 import RINModel
+import RINTestSupport
 import XCTest
 
 /// Restarts: the state directory is the only thing that survives, so these tests build a second
@@ -26,7 +27,7 @@ final class RecoveryTests: XCTestCase {
 
         // A drain with no time left: the running job stops after its current step, on disk as queued.
         let drained = onThread { first.drain(deadline: .zero) }
-        while first.isAccepting { Thread.sleep(forTimeInterval: 0.001) }
+        try waitUntil("the drain began") { !first.isAccepting }
         encoder.open()
         XCTAssertEqual(drained.wait(timeout: .now() + 120), .success)
         let interrupted = try first.job(running.id)
@@ -136,7 +137,7 @@ final class RecoveryTests: XCTestCase {
         encoder.waitUntilEntered(1)
         let queued = try first.submit(JobRequest(seed: 2)).job
         let drained = onThread { first.drain(deadline: .zero) }
-        while first.isAccepting { Thread.sleep(forTimeInterval: 0.001) }
+        try waitUntil("the drain began") { !first.isAccepting }
         encoder.open()
         XCTAssertEqual(drained.wait(timeout: .now() + 120), .success)
         // Rename the model in the queued job's record, as if the daemon restarted without it.

@@ -1,6 +1,7 @@
 import Foundation
 import RINModel
 import RINTensor
+import RINTestSupport
 import XCTest
 
 /// Parity of the forward pass against the PyTorch reference (Tests/Fixtures/parity/*/forward.*):
@@ -12,7 +13,7 @@ final class ForwardParityTests: XCTestCase {
 
     func forwardMatchesPyTorch(_ path: ComputePath) throws {
         for model in parityModels {
-            let directory = fixtures.appendingPathComponent("parity/\(model)")
+            let directory = TestProject.fixtures.appendingPathComponent("parity/\(model)")
             let checkpoint = try RINCheckpoint.load(from: directory)
             let tensors = try SafeTensorsReader.read(directory.appendingPathComponent("forward.safetensors"))
             let meta = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("forward.json"))) as! [String: Any]

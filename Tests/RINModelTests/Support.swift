@@ -1,10 +1,6 @@
 import Foundation
 import RINModel
 
-/// Tests/Fixtures, found from this file's path (COMMON.md).
-let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures")
-
 /// The parity model directories recorded by Training/record_fixtures.py.
 let parityModels = ["image-v-cond", "image-eps-uncond", "gray-x0", "video-v-cond"]
 

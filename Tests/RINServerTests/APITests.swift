@@ -1,6 +1,7 @@
 import Foundation
 import RINImage
 import RINServer
+import RINTestSupport
 import XCTest
 
 /// The HTTP API against a real server on loopback with the tiny checkpoint.
@@ -370,7 +371,7 @@ final class APITests: XCTestCase {
 
         let document = try http("GET", port, "/openapi.yaml")
         XCTAssertEqual(document.status, 200)
-        XCTAssertEqual(document.body, Array(try Data(contentsOf: Fixtures.projectRoot.appendingPathComponent("openapi.yaml"))))
+        XCTAssertEqual(document.body, Array(try Data(contentsOf: TestProject.root.appendingPathComponent("openapi.yaml"))))
     }
 
     func testNotReadyUntilAttachedAnswers503() throws {

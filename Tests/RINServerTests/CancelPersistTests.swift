@@ -3,6 +3,7 @@ import Logging
 import RINJobs
 import RINModel
 import RINServer
+import RINTestSupport
 import XCTest
 
 /// A cancel whose record cannot be written (full disk) is not dropped: the service says it is not
@@ -18,7 +19,7 @@ final class CancelPersistTests: XCTestCase {
         configuration.beforeStep = gate.hook
         var logger = Logger(label: "rind.test")
         logger.logLevel = .critical
-        let service = try JobService(configuration: configuration, models: [try RINCheckpoint.load(from: Fixtures.tinyCheckpoint)],
+        let service = try JobService(configuration: configuration, models: [try RINCheckpoint.load(from: TestProject.tinyCheckpoint)],
                                      encoder: PNGImageEncoder(), logger: logger)
         defer {
             gate.open()

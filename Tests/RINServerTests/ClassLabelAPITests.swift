@@ -4,6 +4,7 @@ import RINImage
 import RINJobs
 import RINModel
 import RINServer
+import RINTestSupport
 import XCTest
 
 /// Classes as users type them, over HTTP: ImageNet ids, names and synonyms on a model whose classes
@@ -19,13 +20,13 @@ final class ClassLabelAPITests: XCTestCase {
     /// (the bird), with the real 1,000-class table beside its config.
     static func imagenetTiny() throws -> RINCheckpoint {
         let directory = Fixtures.temporaryDirectory("rind-imagenet-tiny").appendingPathComponent("imagenet-tiny")
-        var config = try RINCheckpoint.load(from: Fixtures.tinyCheckpoint).config
+        var config = try RINCheckpoint.load(from: TestProject.tinyCheckpoint).config
         config.classes = .init(count: 3, names: ["golden retriever", "tabby", "crane"], nullClass: true,
                                labelSpace: .init(name: "imagenet-1k", ids: [207, 281, 134],
                                                  table: "imagenet-1k-classes.tsv"))
         try RINCheckpoint.writeRandom(config: config, to: directory, seed: 5)
         try FileManager.default.copyItem(
-            at: Fixtures.projectRoot.appendingPathComponent("checkpoints/imagenet64/imagenet-1k-classes.tsv"),
+            at: TestProject.root.appendingPathComponent("checkpoints/imagenet64/imagenet-1k-classes.tsv"),
             to: directory.appendingPathComponent("imagenet-1k-classes.tsv"))
         return try RINCheckpoint.load(from: directory)
     }
@@ -39,7 +40,7 @@ final class ClassLabelAPITests: XCTestCase {
         logger.logLevel = .warning
         server = try APIServer(configuration: configuration, logger: logger)
         // The job service's first model is the default one (rind serve --default-model).
-        let models = [try Self.imagenetTiny(), try RINCheckpoint.load(from: Fixtures.tinyCheckpoint)]
+        let models = [try Self.imagenetTiny(), try RINCheckpoint.load(from: TestProject.tinyCheckpoint)]
         service = try JobService(configuration: .init(stateDirectory: stateDirectory, workers: 1, previewEvery: 0),
                                  models: models, encoder: PNGImageEncoder(), logger: logger)
         server.attach(service)
@@ -79,9 +80,9 @@ final class ClassLabelAPITests: XCTestCase {
         // The job runs on the ImageNet model and its PNG decodes at the model's size.
         let id = try XCTUnwrap(try submit("class=207&steps=2&seed=9").json["id"] as? String)
         var status = ""
-        for _ in 0..<6000 where !["succeeded", "failed", "canceled"].contains(status) {
+        try poll {
             status = try http("GET", port, "/jobs/\(id)").json["status"] as? String ?? ""
-            usleep(20_000)
+            return ["succeeded", "failed", "canceled"].contains(status)
         }
         XCTAssertEqual(status, "succeeded")
         let image = try http("GET", port, "/jobs/\(id)/image.png")

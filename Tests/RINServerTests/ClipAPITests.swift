@@ -64,7 +64,7 @@ final class ClipAPITests: XCTestCase {
         try Data(clip.body).write(to: directory.appendingPathComponent("clip.png"))
         try Data(animation.frames.flatMap(\.pixels)).write(to: directory.appendingPathComponent("clip.raw"))
         let (status, output) = try runProcess(python, [
-            Fixtures.projectRoot.appendingPathComponent("scripts/check-apng.py").path,
+            TestProject.root.appendingPathComponent("scripts/check-apng.py").path,
             directory.appendingPathComponent("clip.png").path, directory.appendingPathComponent("clip.raw").path,
             "4", "8", "8", "3", "5",
         ])

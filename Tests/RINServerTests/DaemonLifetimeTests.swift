@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import RINServer
+import RINTestSupport
 import XCTest
 
 #if canImport(Glibc)
@@ -49,23 +50,14 @@ final class DaemonLifetimeTests: XCTestCase {
                 dup2(file, fd)
                 close(file)
             }
-            seen.set((fd, closedByMHD))
+            seen.value = (fd, closedByMHD)
         }
         daemon.stop()
-        let (fd, closedByMHD) = try XCTUnwrap(seen.get(), "the hook ran")
+        let (fd, closedByMHD) = try XCTUnwrap(seen.value, "the hook ran")
         XCTAssertTrue(closedByMHD, "MHD_stop_daemon closes the listening socket")
         XCTAssertNotEqual(fcntl(fd, F_GETFD), -1,
                           "stop() closed descriptor \(fd) again, taking the file opened after MHD_stop_daemon")
         close(fd)
         daemon.stop()   // idempotent: closes nothing
     }
-}
-
-/// A value shared with a callback on another thread.
-private final class LockedValue<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-    init(_ value: Value) { self.value = value }
-    func get() -> Value { lock.withLock { value } }
-    func set(_ newValue: Value) { lock.withLock { value = newValue } }
 }

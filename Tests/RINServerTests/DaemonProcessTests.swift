@@ -31,7 +31,7 @@ final class DaemonProcessTests: XCTestCase {
         scratch = Fixtures.temporaryDirectory("rind-daemon-test")
         checkpoints = scratch.appendingPathComponent("checkpoints")
         try FileManager.default.createDirectory(at: checkpoints, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(at: Fixtures.tinyCheckpoint, to: checkpoints.appendingPathComponent("tiny"))
+        try FileManager.default.copyItem(at: TestProject.tinyCheckpoint, to: checkpoints.appendingPathComponent("tiny"))
     }
 
     override func tearDown() {

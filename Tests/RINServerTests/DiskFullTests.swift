@@ -37,10 +37,9 @@ final class DiskFullTests: XCTestCase {
         // The job samples, cannot store its images, and goes back to the queue: never "failed".
         gate.release()
         var status: String?
-        for _ in 0..<3000 {
+        try poll {
             status = try server.job(id)["status"] as? String
-            if status != "running" { break }
-            usleep(10_000)
+            return status != "running"
         }
         XCTAssertEqual(status, "queued", "the job whose images cannot be stored goes back to the queue, not failed")
         assertProblem(try http("GET", port, "/readyz"), status: 503)
@@ -60,7 +59,7 @@ final class DiskFullTests: XCTestCase {
         var logger = Logger(label: "rind.test")
         logger.logLevel = .critical
         let restarted = try JobService(
-            configuration: JobService.Configuration(stateDirectory: stateDirectory), models: [try RINCheckpoint.load(from: Fixtures.tinyCheckpoint)],
+            configuration: JobService.Configuration(stateDirectory: stateDirectory), models: [try RINCheckpoint.load(from: TestProject.tinyCheckpoint)],
             encoder: PNGImageEncoder(), logger: logger)
         defer { restarted.drain(deadline: .zero) }
         let jobID = try XCTUnwrap(JobID(id))

@@ -1,5 +1,6 @@
 import Foundation
 import RINServer
+import RINTestSupport
 import XCTest
 
 /// Connection-level limits enforced through libmicrohttpd's options.

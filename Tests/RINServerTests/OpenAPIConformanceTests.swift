@@ -2,8 +2,9 @@ import Foundation
 import RINTestSupport
 import XCTest
 
-/// openapi.yaml is valid OpenAPI 3.1, names every route, and real responses match its schemas
-/// (checked with openapi-spec-validator and jsonschema from scripts/test-python-env.sh's venv).
+/// openapi.yaml is valid OpenAPI 3.1, names every route, lists the statuses real responses had,
+/// and real responses match its schemas (checked with openapi-spec-validator and jsonschema from
+/// scripts/test-python-env.sh's venv).
 final class OpenAPIConformanceTests: XCTestCase {
     func testRealResponsesMatchTheSpec() throws {
         let python = try testPython()
@@ -61,11 +62,24 @@ final class OpenAPIConformanceTests: XCTestCase {
             ["get", "/jobs/{id}/stream"], ["get", "/jobs/{id}/events"], ["get", "/models"], ["get", "/healthz"],
             ["get", "/readyz"], ["get", "/metrics"], ["get", "/openapi.yaml"], ["get", "/"], ["get", "/web/{file}"],
         ]
+        // The HTTP layer's checks of the request head come before routing, so each operation must
+        // list their 400: a repeated single-valued header field, sent to every operation.
+        var statuses: [[String]] = []
+        for operation in operations {
+            let (method, template) = (operation[0], operation[1])
+            let path = template.replacingOccurrences(of: "{id}", with: id).replacingOccurrences(of: "{file}", with: "app.js")
+            let result = try http(port, requestLine: "\(method.uppercased()) \(path) HTTP/1.1",
+                                  fields: ["Host: x", "Idempotency-Key: a", "Idempotency-Key: a"])
+            assertProblem(result, status: 400, parameter: "Idempotency-Key")
+            add("Problem", result)
+            statuses.append([method, template, String(result.status)])
+        }
         let samples = Fixtures.temporaryDirectory("rind-openapi").appendingPathComponent("samples.json")
-        try JSONSerialization.data(withJSONObject: ["operations": operations, "bodies": bodies]).write(to: samples)
+        try JSONSerialization.data(withJSONObject: ["operations": operations, "bodies": bodies, "statuses": statuses])
+            .write(to: samples)
         let (status, output) = try runProcess(python, [
-            Fixtures.projectRoot.appendingPathComponent("scripts/validate-responses.py").path,
-            Fixtures.projectRoot.appendingPathComponent("openapi.yaml").path, samples.path,
+            TestProject.root.appendingPathComponent("scripts/validate-responses.py").path,
+            TestProject.root.appendingPathComponent("openapi.yaml").path, samples.path,
         ])
         XCTAssertEqual(status, 0, output)
         XCTAssertTrue(output.contains("0 failure(s)"), output)
@@ -73,8 +87,8 @@ final class OpenAPIConformanceTests: XCTestCase {
     }
 
     func testRootOpenAPIIsTheServedResource() throws {
-        let root = Fixtures.projectRoot.appendingPathComponent("openapi.yaml")
-        let resource = Fixtures.projectRoot.appendingPathComponent("Sources/RINServer/openapi.yaml")
+        let root = TestProject.root.appendingPathComponent("openapi.yaml")
+        let resource = TestProject.root.appendingPathComponent("Sources/RINServer/openapi.yaml")
         XCTAssertEqual(try Data(contentsOf: root), try Data(contentsOf: resource))
     }
 }

@@ -3,6 +3,7 @@ import Logging
 import RINJobs
 import RINModel
 import RINServer
+import RINTestSupport
 import XCTest
 
 #if canImport(Glibc)
@@ -10,30 +11,13 @@ import Glibc
 #endif
 
 enum Fixtures {
-    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures")
-    static let tinyCheckpoint = directory.appendingPathComponent("checkpoints/tiny")
-    /// The same geometry with 4 frames: a video model (ClipAPITests).
-    static let tinyVideoCheckpoint = directory.appendingPathComponent("checkpoints/tiny-video")
-    static let projectRoot = directory.deletingLastPathComponent().deletingLastPathComponent()
+    /// The tiny checkpoint's geometry with 4 frames: a video model (ClipAPITests).
+    static let tinyVideoCheckpoint = TestProject.fixtures.appendingPathComponent("checkpoints/tiny-video")
 
     static func temporaryDirectory(_ prefix: String) -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
         try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
-    }
-}
-
-/// Polls `condition` every 10 ms until it holds or `seconds` pass; true if it held. The bound is
-/// only there so that a broken build fails instead of hanging: far longer than any wait needs, even
-/// on a slow or loaded machine (never a timing assertion).
-@discardableResult
-func poll(seconds: Double = 300, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = Date(timeIntervalSinceNow: seconds)
-    while true {
-        if try condition() { return true }
-        if Date() >= deadline { return false }
-        usleep(10_000)
     }
 }
 
@@ -143,7 +127,7 @@ final class TestServer {
         logger.logLevel = .warning
         server = try APIServer(configuration: configuration, logger: logger)
         if attach {
-            let checkpoint = try RINCheckpoint.load(from: Fixtures.tinyCheckpoint)
+            let checkpoint = try RINCheckpoint.load(from: TestProject.tinyCheckpoint)
             // `video`: the tiny-video model is loaded too, after the default.
             let models = try [checkpoint] + (video ? [RINCheckpoint.load(from: Fixtures.tinyVideoCheckpoint)] : [])
             var jobConfiguration = JobService.Configuration(stateDirectory: self.stateDirectory, workers: workers,

@@ -1,4 +1,5 @@
 import Foundation
+import RINTestSupport
 import XCTest
 
 /// The page at `/` and its files, served by a real server on loopback (the browser test of the
@@ -57,5 +58,5 @@ final class WebPageTests: XCTestCase {
         }
     }
 
-    static var webFolder: URL { Fixtures.projectRoot.appendingPathComponent("Sources/RINServer/Web") }
+    static var webFolder: URL { TestProject.root.appendingPathComponent("Sources/RINServer/Web") }
 }
