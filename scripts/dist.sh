@@ -28,10 +28,12 @@ name="rind-$version-linux-$arch"
 out=${DIST_DIR:-dist}
 
 swift build -c release --product rind --static-swift-stdlib --scratch-path .build-dist >&2
-swift build -c release --product rind-cpuid-mask --static-swift-stdlib --scratch-path .build-dist >&2
-bin_path=$(swift build -c release --static-swift-stdlib --scratch-path .build-dist --show-bin-path)
-built="$bin_path/rind"
-mask="$bin_path/librind-cpuid-mask.so"
+built="$(swift build -c release --static-swift-stdlib --scratch-path .build-dist --show-bin-path)/rind"
+# The CPUID mask is C alone; SwiftPM links even a C-only dynamic product against libswiftCore.so
+# (--static-swift-stdlib does not apply to it), so the tarball's copy is built by the clang
+# that comes with Swift.
+mask=".build-dist/librind-cpuid-mask.so"
+clang -O2 -shared -fPIC -o "$mask" Sources/CCPUIDMask/cpuid_mask.c
 
 # A binary that still asks for the toolchain's libswiftCore.so would need Swift on every box.
 for file in "$built" "$mask"; do
