@@ -183,7 +183,7 @@ A512 static void tile_avx512(int rows, int panels, long K, const float *a, long 
 // The AVX2 epilogue: rows x (up to) 16 columns of panel q, from accumulators c0 (columns 0-7) and
 // c1 (8-15). A full panel is read and written with plain loads and stores, a partial one (the
 // last panel of a product whose outputs are not a multiple of 16) with masked ones: VMASKMOVPS
-// stores are microcoded on AMD cores before Zen 4 (about a dozen cycles each).
+// stores take many micro-ops on AMD cores before Zen 4 (Agner Fog's instruction tables).
 static inline __attribute__((always_inline)) A256 __m256 load256(const float *p, __m256i m, int full) {
     return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m);
 }
