@@ -5,6 +5,7 @@ import ArgumentParser
 import Foundation
 import RINDiffusion
 import RINModel
+import RINServer
 import RINTensor
 
 struct Bench: AsyncParsableCommand {
@@ -233,8 +234,8 @@ struct Bench: AsyncParsableCommand {
     private func rowEnvironment() throws -> [String: String] {
         var environment = ProcessInfo.processInfo.environment
         guard let cpuidMask else { return environment }
-        let library = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
-            .deletingLastPathComponent().appendingPathComponent("librind-cpuid-mask.so").path
+        let library = APIServer.executableURL().deletingLastPathComponent()
+            .appendingPathComponent("librind-cpuid-mask.so").path
         guard FileManager.default.fileExists(atPath: library) else {
             throw CommandLineError(message: "--cpuid-mask: no \(library) (build it: swift build -c release --product rind-cpuid-mask)")
         }
@@ -347,7 +348,7 @@ struct Bench: AsyncParsableCommand {
     /// says) on the CPU it sees.
     private func child(config: String, batch: Int, environment: [String: String]) throws -> [String: Any] {
         _ = try loadConfig(config)  // fail early, with the file's own message
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+        let executable = APIServer.executableURL()   // argv[0] may be a bare name found on PATH
         let output = try runProcess(executable.path, ["bench", "--row", "\(config):\(batch)", "--threads", "\(threadCount)",
                                                      "--configs-dir", configsDir, "--warmup", "\(warmup)", "--repeats", "\(repeats)",
                                                      "--matmul", matmul], environment: environment)

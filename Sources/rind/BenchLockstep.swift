@@ -15,6 +15,7 @@
 // "done" (or the end of its input) it prints its row's JSON over the bursts after the first
 // --warmup ones, as a row child without --lockstep does over its steps, and exits.
 import Foundation
+import RINServer
 
 /// The child side of the protocol, for rind's own row process.
 enum LockstepRow {
@@ -136,7 +137,7 @@ extension Bench {
     func lockstepRow(config: String, batch: Int, environment: [String: String]) throws -> ComparedRow {
         _ = try loadConfig(config)  // fail early, with the file's own message
         signal(SIGPIPE, SIG_IGN)    // a child that died is reported by the write, not by the signal
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+        let executable = APIServer.executableURL().path   // argv[0] may be a bare name found on PATH
         var children: [LockstepChild] = []
         defer { children.forEach { $0.stop() } }
         children.append(try LockstepChild(

@@ -107,6 +107,31 @@ final class CommandLineTests: XCTestCase {
         if hasTorch { XCTAssertTrue(result.stdout.contains("- torch: torch's CPU capability DEFAULT"), result.stdout) }
     }
 
+    /// `rind bench` run as a bare name found on PATH, from another directory (as an installed
+    /// rind is): its row processes are this executable, not "rind" in the current directory.
+    func testBenchRunsFromPATH() throws {
+        let elsewhere = FileManager.default.temporaryDirectory.appendingPathComponent("rind-path-\(UUID())")
+        try FileManager.default.createDirectory(at: elsewhere, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: elsewhere) }
+        let binDirectory = DeployTests.rindBinary.deletingLastPathComponent().path
+        let path = [binDirectory, ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"].joined(separator: ":")
+        let configs = TestProject.root.appendingPathComponent("Training/configs").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["PATH=\(path)", "rind", "bench", "--configs", "cifar10-bundled", "--configs-dir", configs,
+                             "--batches", "1", "--threads", "1", "--warmup", "0", "--repeats", "1"]
+        process.currentDirectoryURL = elsewhere
+        let output = Pipe(), errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let stdout = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, stderr)
+        XCTAssertTrue(stdout.contains("| cifar10-bundled | 1 |"), stdout + stderr)
+    }
+
     /// A bench row under --lockstep (the child side of `rind bench --interleave steps`): "ready",
     /// then one line of timed steps per "burst S" (one step each for S = 0), then its row's JSON
     /// over the bursts after --warmup; an unknown command ends it with one line, exit 2.
