@@ -129,10 +129,7 @@ final class DeployTests: XCTestCase {
     /// wrong one, and installs a verified one (binary, checkpoints, contract, unit, docs, VERSION).
     /// Needs the `make dist` tarball, which scripts/test.sh builds and names in RIND_ARTIFACT.
     func testInstallFromTheArtifactChecksTheChecksum() throws {
-        guard let artifact = ProcessInfo.processInfo.environment["RIND_ARTIFACT"], !artifact.isEmpty else {
-            throw XCTSkip("RIND_ARTIFACT is not set (scripts/test.sh sets it after make dist)")
-        }
-        let source = URL(fileURLWithPath: artifact, relativeTo: TestProject.root)
+        let source = try artifact()
         let tarball = scratch.appendingPathComponent(source.lastPathComponent)
         try FileManager.default.copyItem(at: source, to: tarball)
         let sums = URL(fileURLWithPath: tarball.path + ".sha256")
@@ -176,10 +173,7 @@ final class DeployTests: XCTestCase {
     /// CPU has CPUID faulting, the unpacked tree's rind finds it and runs a row held to the baseline
     /// CPU. Needs the `make dist` tarball, which scripts/test.sh builds and names in RIND_ARTIFACT.
     func testTheArtifactCarriesTheCPUIDMaskBesideRind() throws {
-        guard let artifact = ProcessInfo.processInfo.environment["RIND_ARTIFACT"], !artifact.isEmpty else {
-            throw XCTSkip("RIND_ARTIFACT is not set (scripts/test.sh sets it after make dist)")
-        }
-        let source = URL(fileURLWithPath: artifact, relativeTo: TestProject.root)
+        let source = try artifact()
         let unpacked = scratch.appendingPathComponent("unpacked")
         try FileManager.default.createDirectory(at: unpacked, withIntermediateDirectories: true)
         let untar = try run("/bin/tar", ["-xzf", source.path, "-C", unpacked.path])
@@ -238,6 +232,15 @@ final class DeployTests: XCTestCase {
         unit.replacingOccurrences(of: "\\\n", with: " ")
             .split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.hasPrefix("#") && !$0.isEmpty }
+    }
+
+    /// The `make dist` tarball that scripts/test.sh builds and names in RIND_ARTIFACT; skips the
+    /// test where it is not set.
+    func artifact() throws -> URL {
+        guard let artifact = ProcessInfo.processInfo.environment["RIND_ARTIFACT"], !artifact.isEmpty else {
+            throw XCTSkip("RIND_ARTIFACT is not set (scripts/test.sh sets it after make dist)")
+        }
+        return URL(fileURLWithPath: artifact, relativeTo: TestProject.root)
     }
 
     /// `runProcess` in the repository root.
