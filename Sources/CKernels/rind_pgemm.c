@@ -430,8 +430,9 @@ static void run_region(const product *p, long b0, long b1, long g0, long g1) {
     }
 }
 
-// Task t of the grid rowTasks x columnTasks: a band of row blocks times a band of column groups
-// (column bands first, so that tasks running side by side read different weight panels).
+// Task t of the grid rowTasks x columnTasks: a band of row blocks times a band of column groups,
+// numbered row band by row band, so that the pool's per-thread segments of tasks are shares of
+// the rows (rind_pool.h) where there are several row bands, and of the columns where there is one.
 static void run_task(const void *context, long t, int slot) {
     (void)slot;
     const product *p = context;
@@ -445,7 +446,7 @@ void rind_pgemm_prepare(int threads) { rind_pool_prepare(threads); }
 
 // A product's task grid: products under ~2 MFLOP are one task (waking a worker costs more than
 // it saves); larger ones are cut into at least 8 tasks per thread (none under ~0.3 MFLOP), taken
-// from a counter by whichever thread is free: a worker that wakes late, or loses its core for a
+// one at a time by the threads (rind_pool.h): a worker that wakes late, or loses its core for a
 // while, leaves its tasks to the caller instead of making it wait. Where there are more column
 // groups than that, each group is its own task: with bands of several groups the last band kept
 // one thread busy while the other waited (one group per task, products of the models' shapes

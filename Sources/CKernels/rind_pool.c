@@ -20,6 +20,8 @@
 // start; a 20000-PAUSE spin (~260 us) took 0.87-0.97 of the step time there (bench rows at batch
 // 1 and 2 run in turn: 8 of 8 pairs faster).
 #define SPIN_NS 250000LL
+// How long the caller spins for the workers' last tasks before it yields (was 4000 PAUSEs).
+#define WAIT_NS 50000LL
 
 static long long now_ns(void) {
     struct timespec t;
@@ -37,15 +39,32 @@ static atomic_long generation;
 // exhausted, closes the work and waits only for workers inside it, never for one still asleep; a
 // worker that arrives late sees it closed and leaves without reading it.
 static struct { rind_pool_task task; const void *context; long tasks; int participants; } work;
-static atomic_long next_task, open_generation = -1;
+static atomic_long open_generation = -1;
+
+// The tasks in one contiguous segment per participant, slot s from tasks * s / participants. The
+// kernels number their tasks rows first (products: bands of rows, each over its column groups;
+// attention: image by image; LayerNorm: bands of rows), so each thread works on the same share of
+// the rows in every piece of work of a step, and the activations it writes stay in its own cache
+// for the next piece. With one shared counter both threads took tasks of every row band, and a
+// task ran ~12% slower on two threads than alone (replayed forward pass, per-task times summed);
+// with segments the replayed bundled CIFAR-10 pass at batch 2 took 0.89-0.95 of the time held to
+// AVX2 and 0.85-0.87 on AVX-512 (docs/PERFORMANCE.md).
+static struct { atomic_long next; long end; char pad[48]; } segments[MAX_WORKERS + 1];
 static atomic_int active, joined;
 
-static void drain(int slot) {
+static void drain_segment(int s, int slot) {
     for (;;) {
-        long t = atomic_fetch_add(&next_task, 1);
-        if (t >= work.tasks) break;
+        long t = atomic_fetch_add(&segments[s].next, 1);
+        if (t >= segments[s].end) break;
         work.task(work.context, t, slot);
     }
+}
+
+// A participant runs its own segment, then helps with the others' (from their fronts): a worker
+// that wakes late or loses its core leaves its tasks to whoever is free.
+static void drain(int slot) {
+    drain_segment(slot, slot);
+    for (int i = 1; i < work.participants; i++) drain_segment((slot + i) % work.participants, slot);
 }
 
 static void *worker_main(void *unused) {
@@ -98,7 +117,10 @@ void rind_pool_run(rind_pool_task task, const void *context, long tasks, int thr
             work.context = context;
             work.tasks = tasks;
             work.participants = participants;
-            atomic_store(&next_task, 0);
+            for (int s = 0; s < participants; s++) {
+                segments[s].end = tasks * (s + 1) / participants;
+                atomic_store(&segments[s].next, tasks * s / participants);
+            }
             atomic_store(&joined, 0);
             pthread_mutex_lock(&pool_mutex);
             long g = atomic_load(&generation) + 1;
@@ -108,9 +130,14 @@ void rind_pool_run(rind_pool_task task, const void *context, long tasks, int thr
             pthread_mutex_unlock(&pool_mutex);
             drain(0);
             atomic_store(&open_generation, -1);
-            for (int spin = 0; atomic_load(&active) > 0; spin++) {
-                if (spin > 4000) sched_yield();   // a worker inside the work lost its core: let it finish
-                else PAUSE();
+            // A worker still inside the work holds its last task; after WAIT_NS it has probably
+            // lost its core, so yield ours to let it finish.
+            long long waitStart = 0;
+            for (int spin = 1; atomic_load(&active) > 0; spin++) {
+                if (waitStart < 0) sched_yield();
+                else if (spin % 64 != 0) PAUSE();
+                else if (waitStart == 0) waitStart = now_ns();
+                else if (now_ns() - waitStart > WAIT_NS) waitStart = -1;
             }
             pthread_mutex_unlock(&pool_busy);
             return;

@@ -119,11 +119,13 @@ final class KernelTests: XCTestCase {
     }
 
     /// Split over the packed backend's pool, every row keeps the bits of the one-thread kernel,
-    /// in place too, on every path and thread count (sizes below and above the 16384-value split).
+    /// in place too (a band run twice would normalise its rows twice), on every path and thread
+    /// count (sizes below and above the 16384-value split; 8 x 2048 is two bands, fewer than 5
+    /// threads' segments of the pool).
     func testLayerNormOnTheMatrixThreadsGivesTheSameBits() {
-        for threads in [1, 2, 3] {
+        for threads in [1, 2, 3, 5] {
             onEveryPackedPath(threads: threads) { isa in
-                for (N, C) in [(3, 40), (64, 256), (301, 192)] {
+                for (N, C) in [(3, 40), (8, 2048), (64, 256), (301, 192)] {
                     let inp = random(N * C, seed: UInt64(N), scale: 3), w = random(C, seed: 9), b = random(C, seed: 10)
                     var one = [Float](repeating: 0, count: N * C), pooled = one
                     layerNorm(&one, inp, w, b, N, C)
