@@ -20,7 +20,7 @@
 // start; a 20000-PAUSE spin (~260 us) took 0.87-0.97 of the step time there (bench rows at batch
 // 1 and 2 run in turn: 8 of 8 pairs faster).
 #define SPIN_NS 250000LL
-// How long the caller spins for the workers' last tasks before it yields (was 4000 PAUSEs).
+// How long the caller spins for the workers' last tasks before it yields its core to them.
 #define WAIT_NS 50000LL
 
 static long long now_ns(void) {
@@ -35,10 +35,10 @@ static int workers;
 static atomic_long generation;
 
 // The work on the pool. A worker takes part only while the work is open (`open_generation` holds
-// its generation) and counts itself in `active` first, so the caller, once the task counter is
-// exhausted, closes the work and waits only for workers inside it, never for one still asleep; a
+// its generation) and counts itself in `active` first, so the caller, once every segment's tasks
+// are taken, closes the work and waits only for workers inside it, never for one still asleep; a
 // worker that arrives late sees it closed and leaves without reading it.
-static struct { rind_pool_task task; const void *context; long tasks; int participants; } work;
+static struct { rind_pool_task task; const void *context; int participants; } work;
 static atomic_long open_generation = -1;
 
 // The tasks in one contiguous segment per participant, slot s from tasks * s / participants. The
@@ -115,7 +115,6 @@ void rind_pool_run(rind_pool_task task, const void *context, long tasks, int thr
         if (participants > 1) {
             work.task = task;
             work.context = context;
-            work.tasks = tasks;
             work.participants = participants;
             for (int s = 0; s < participants; s++) {
                 segments[s].end = tasks * (s + 1) / participants;

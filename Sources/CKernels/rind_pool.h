@@ -6,9 +6,9 @@
 // atomic counter, then those left in the others', so a worker that lost its core (a shared
 // machine) delays the caller by at most the task it holds, never by a fixed share of the work.
 // Number tasks so that neighbours share data (rows first): a thread then keeps to the same part
-// of the data from one piece of work to the next. Tasks must
-// not depend on which thread runs them except through `slot`, the participant's number in
-// [0, threads): 0 is the caller; a task may use per-slot scratch.
+// of the data from one piece of work to the next. Tasks must not depend on which thread runs them
+// except through `slot`, the participant's number in [0, threads): 0 is the caller; a task may use
+// per-slot scratch.
 #ifndef RIND_POOL_H
 #define RIND_POOL_H
 
