@@ -63,16 +63,25 @@ final class OpenAPIConformanceTests: XCTestCase {
             ["get", "/readyz"], ["get", "/metrics"], ["get", "/openapi.yaml"], ["get", "/"], ["get", "/web/{file}"],
         ]
         // The HTTP layer's checks of the request head come before routing, so each operation must
-        // list their 400: a repeated single-valued header field, sent to every operation.
+        // list their statuses: 400 for a repeated single-valued header field, 414 for a request
+        // target over 8 KiB, 431 for a head over 32 KiB, each sent to every operation.
         var statuses: [[String]] = []
+        let longQuery = "?pad=" + String(repeating: "x", count: 9000)
+        let padding = String(repeating: "a", count: 40 * 1024)
         for operation in operations {
             let (method, template) = (operation[0], operation[1])
             let path = template.replacingOccurrences(of: "{id}", with: id).replacingOccurrences(of: "{file}", with: "app.js")
-            let result = try http(port, requestLine: "\(method.uppercased()) \(path) HTTP/1.1",
-                                  fields: ["Host: x", "Idempotency-Key: a", "Idempotency-Key: a"])
-            assertProblem(result, status: 400, parameter: "Idempotency-Key")
-            add("Problem", result)
-            statuses.append([method, template, String(result.status)])
+            let repeated = try http(port, requestLine: "\(method.uppercased()) \(path) HTTP/1.1",
+                                    fields: ["Host: x", "Idempotency-Key: a", "Idempotency-Key: a"])
+            assertProblem(repeated, status: 400, parameter: "Idempotency-Key")
+            let long = try http(method.uppercased(), port, path + longQuery)
+            assertProblem(long, status: 414)
+            let large = try http(method.uppercased(), port, path, headers: ["X-Padding": padding])
+            assertProblem(large, status: 431)
+            for result in [repeated, long, large] {
+                add("Problem", result)
+                statuses.append([method, template, String(result.status)])
+            }
         }
         let samples = Fixtures.temporaryDirectory("rind-openapi").appendingPathComponent("samples.json")
         try JSONSerialization.data(withJSONObject: ["operations": operations, "bodies": bodies, "statuses": statuses])
