@@ -49,7 +49,7 @@ static atomic_long open_generation = -1;
 // task ran ~12% slower on two threads than alone (replayed forward pass, per-task times summed);
 // with segments the replayed bundled CIFAR-10 pass at batch 2 took 0.89-0.95 of the time held to
 // AVX2 and 0.85-0.87 on AVX-512 (docs/PERFORMANCE.md).
-static struct { atomic_long next; long end; char pad[48]; } segments[MAX_WORKERS + 1];
+static struct { _Alignas(64) atomic_long next; long end; } segments[MAX_WORKERS + 1];   // a cache line each
 static atomic_int active, joined;
 
 static void drain_segment(int s, int slot) {
@@ -131,13 +131,12 @@ void rind_pool_run(rind_pool_task task, const void *context, long tasks, int thr
             atomic_store(&open_generation, -1);
             // A worker still inside the work holds its last task; after WAIT_NS it has probably
             // lost its core, so yield ours to let it finish.
-            long long waitStart = 0;
+            long long waitStart = now_ns();
             for (int spin = 1; atomic_load(&active) > 0; spin++) {
-                if (waitStart < 0) sched_yield();
-                else if (spin % 64 != 0) PAUSE();
-                else if (waitStart == 0) waitStart = now_ns();
-                else if (now_ns() - waitStart > WAIT_NS) waitStart = -1;
+                PAUSE();
+                if (spin % 64 == 0 && now_ns() - waitStart > WAIT_NS) break;
             }
+            while (atomic_load(&active) > 0) sched_yield();
             pthread_mutex_unlock(&pool_busy);
             return;
         }
