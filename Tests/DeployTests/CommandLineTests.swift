@@ -116,20 +116,12 @@ final class CommandLineTests: XCTestCase {
         let binDirectory = DeployTests.rindBinary.deletingLastPathComponent().path
         let path = [binDirectory, ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"].joined(separator: ":")
         let configs = TestProject.root.appendingPathComponent("Training/configs").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["PATH=\(path)", "rind", "bench", "--configs", "cifar10-bundled", "--configs-dir", configs,
-                             "--batches", "1", "--threads", "1", "--warmup", "0", "--repeats", "1"]
-        process.currentDirectoryURL = elsewhere
-        let output = Pipe(), errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let stdout = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0, stderr)
-        XCTAssertTrue(stdout.contains("| cifar10-bundled | 1 |"), stdout + stderr)
+        let (status, output) = try runProcess(
+            "/usr/bin/env", ["PATH=\(path)", "rind", "bench", "--configs", "cifar10-bundled", "--configs-dir", configs,
+                             "--batches", "1", "--threads", "1", "--warmup", "0", "--repeats", "1"],
+            directory: elsewhere)
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("| cifar10-bundled | 1 |"), output)
     }
 
     /// A bench row under --lockstep (the child side of `rind bench --interleave steps`): "ready",
