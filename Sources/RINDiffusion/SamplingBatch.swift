@@ -11,22 +11,26 @@ import RINModel
 /// The same images as alone: every operation of the forward pass treats each row (image) on its
 /// own: LayerNorms, GELU and softmax by row, attention image by image, class and time tokens by row,
 /// and every linear layer is one matrix product whose output row i is computed from input row i
-/// alone. The matrix libraries (OpenBLAS and oneDNN both, measured) choose kernels, blocking and the
-/// thread split from the rows M of a product, and for small M the order in which they sum a row's
-/// K terms changes with M. So `RINNetwork.forward` runs the time MLP (M = the batch) one row at a
-/// time; every other product has n or m rows per image, and at the bundled models' sizes (256
-/// tokens, 64 latents) a batched image is bit for bit the image alone (max |x0 difference| 0, both
-/// backends, `SamplingBatchTests`). A model with very few tokens or latents (the 8x8 test model:
-/// 16 tokens, 6 latents) can still differ in the last bits of a float, a pixel by one where a value
-/// sits on a rounding boundary: `maxPixelDifference` bounds that.
+/// alone. rind's own micro-kernels (the `packed` backend, every CPU with AVX2 or AVX-512) sum each
+/// output as one FMA chain over k whatever the rows, so there a batched image is bit for bit the
+/// image alone (max |x0 difference| 0, `SamplingBatchTests`). The matrix libraries (OpenBLAS and
+/// oneDNN both, measured) choose kernels, blocking and the thread split from the rows M of a
+/// product, and for small M the order in which they sum a row's K terms changes with M. So
+/// `RINNetwork.forward` runs the time MLP (M = the batch) one row at a time; every other product has
+/// n or m rows per image, and at the bundled models' sizes (256 tokens, 64 latents) oneDNN and
+/// OpenBLAS's SkylakeX kernels gave the image alone bit for bit too, but OpenBLAS's Haswell kernels
+/// (what a Zen 5 machine runs under OPENBLAS_CORETYPE=Haswell) do not: max |x0 difference| 1.6e-4
+/// after 3-6 steps, no pixel changed. A model with very few tokens or latents (the 8x8 test model:
+/// 16 tokens, 6 latents) can differ in the last bits of a float on any backend but `packed`, a
+/// pixel by one where a value sits on a rounding boundary: `maxPixelDifference` bounds that.
 ///
 /// Buffers (R = capacity in rows, v1 = F*H*W*C, m x L latents):
 ///   x, prediction (R v1)   gammas (R)   classes (R, class models only)   zIn, zOut (R m L)
 ///   and the network's `RINWorkspace` for R rows. Grows only in `reserve(rows:)`, so `step`
 /// allocates nothing.
 public final class SamplingBatch {
-    /// How far (in 8-bit levels) a batched image may be from the same run alone: 0 at the bundled
-    /// models' sizes, at most this for models with very few tokens or latents (see above).
+    /// How far (in 8-bit levels) a batched image may be from the same run alone: 0 on the `packed`
+    /// backend, at most this on the matrix libraries (see above).
     public static let maxPixelDifference = 1
 
     public let checkpoint: RINCheckpoint

@@ -42,10 +42,12 @@ final class SamplingBatchTests: XCTestCase {
         return (runs, largest)
     }
 
-    /// `exact`: the same floats and pixels as alone (the bundled models' sizes); else within
-    /// `SamplingBatch.maxPixelDifference` (the tiny model, whose products have so few rows that the
-    /// matrix libraries change kernels with the batch).
-    func check(_ checkpoint: RINCheckpoint, label: String, exact: Bool) throws {
+    /// On rind's own kernels (`packed`, every CPU with AVX2 or AVX-512) the same floats and pixels as
+    /// alone. On the matrix libraries within `SamplingBatch.maxPixelDifference`: they change kernels
+    /// with the rows of a product (the tiny model's products have very few), and OpenBLAS's Haswell
+    /// kernels, which Zen 5 machines run under OPENBLAS_CORETYPE=Haswell, sum differently at every
+    /// size (SamplingBatch.swift).
+    func check(_ checkpoint: RINCheckpoint, label: String) throws {
         let plan = mixedRuns(checkpoint.config)
         for backend in MatmulBackend.available {
             let before = MatmulBackend.current
@@ -60,9 +62,10 @@ final class SamplingBatchTests: XCTestCase {
                 let pixelDiff = zip(soloPixels, batchPixels).map { abs(Int($0) - Int($1)) }.max() ?? 0
                 let valueDiff = maxAbsDiff(solo.estimateFloats(), run.estimateFloats())
                 print("batching identity [\(label), matmul \(backend)] run \(index): max |x0 diff| \(valueDiff), max pixel diff \(pixelDiff)")
-                // The matrix libraries sum a row's products in an order that depends on the rows of
-                // the product (SamplingBatch.swift): the last float bits differ, a pixel by at most 1.
-                if exact {
+                // The matrix libraries sum a row's products in an order that may depend on the rows
+                // of the product (SamplingBatch.swift): the last float bits differ, a pixel by at
+                // most 1. rind's micro-kernels sum each output as one chain over k, whatever the rows.
+                if backend == .packed {
                     XCTAssertEqual(pixelDiff, 0, "\(label) run \(index) [\(backend)]")
                     XCTAssertEqual(valueDiff, 0, "\(label) run \(index) [\(backend)]: x0 differs from the solo run")
                 } else {
@@ -73,13 +76,13 @@ final class SamplingBatchTests: XCTestCase {
         }
     }
 
-    func testBatchedRunsOfTheTinyModelStayWithinOneLevelOfTheirSoloRuns() throws {
-        try check(tinyCheckpoint(), label: "tiny", exact: false)
+    func testBatchedRunsOfTheTinyModelMatchTheirSoloRuns() throws {
+        try check(tinyCheckpoint(), label: "tiny")
     }
 
     /// The bundled models' configurations (random weights), at 2 threads: big enough that the
-    /// matrix libraries block and split the products over threads. Exactly the solo images.
-    func testBatchedRunsOfTheBundledConfigsMatchTheirSoloRunsExactly() throws {
+    /// products are blocked and split over threads.
+    func testBatchedRunsOfTheBundledConfigsMatchTheirSoloRuns() throws {
         let threads = BLASThreads.current
         BLASThreads.set(2)
         defer { BLASThreads.set(threads) }
@@ -88,7 +91,7 @@ final class SamplingBatchTests: XCTestCase {
             let config = try RINConfig.decode(Data(contentsOf: url), file: url.path)
             let checkpoint = RINCheckpoint(name: name, directory: url.deletingLastPathComponent(),
                                            network: RINNetwork(config: config, randomSeed: 5))
-            try check(checkpoint, label: name, exact: true)
+            try check(checkpoint, label: name)
         }
     }
 
