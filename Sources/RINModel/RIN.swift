@@ -2,8 +2,9 @@ import Foundation
 import RINTensor
 
 // The Recurrent Interface Network (Jabri, Fleet, Chen, "Scalable Adaptive Computation for
-// Iterative Generation", ICML 2023), bottom-up: weight sources, linear and LayerNorm weights,
-// feed-forward, attention, the read / compute / write blocks, the model, and its forward pass. The
+// Iterative Generation", ICML 2023), bottom-up: linear and LayerNorm weights, feed-forward,
+// attention, the pre-norm layer the read / compute / write steps share, the block, the model, and
+// its forward pass (the weights come from a `WeightSource`, WeightSources.swift). The
 // checkpoint's tensor names appear in this file only (checkpoints/README.md is the contract: the
 // function, with the details the paper leaves open fixed).
 //
@@ -14,132 +15,6 @@ import RINTensor
 //   m            latents (time and class tokens included);  L latent width;  Fl = r_l L;  Hl heads
 //   Ci           min(D, L): inner width of the read and write attention
 //   X            the interface (n, D);  Z the latents (m, L)
-
-// MARK: - Weight sources
-
-/// What a tensor is for: decides the random initialisation of in-memory test and benchmark models.
-enum WeightRole {
-    case linearWeight(fanIn: Int)
-    case bias
-    case normWeight
-    case normBias
-    /// LN0 of latent self-conditioning, zero-initialised in training.
-    case zeroInitNorm
-    case embedding
-}
-
-/// Where the network's weights come from when it is built: a checkpoint file, random numbers, or
-/// nothing (to list the tensors the architecture needs).
-protocol WeightSource {
-    /// Buffers the handed-out pointers live in; the network keeps them alive.
-    var storages: [TensorStorage] { get }
-    /// False for sources whose pointers hold no real values (the shape recorder).
-    var providesValues: Bool { get }
-    /// Adds a buffer made at load (a transposed weight) to `storages`.
-    mutating func keep(_ storage: TensorStorage)
-    /// Lets go of a buffer `take` made (a converted tensor) once its values were copied elsewhere
-    /// (packed); tensors in the file's memory map stay.
-    mutating func discard(_ pointer: UnsafePointer<Float>)
-    mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float>
-}
-
-/// Reads the tensors of a safetensors file, checking shape and dtype; remembers which were used so
-/// leftovers can be reported.
-struct FileWeights: WeightSource {
-    var providesValues: Bool { true }
-    let file: SafeTensorsFile
-    var used: Set<String> = []
-    var storages: [TensorStorage] = []
-
-    init(file: SafeTensorsFile) {
-        self.file = file
-        storages = [file.map]
-    }
-
-    mutating func keep(_ storage: TensorStorage) { storages.append(storage) }
-
-    mutating func discard(_ pointer: UnsafePointer<Float>) {
-        storages.removeAll { $0 !== file.map && UnsafePointer($0.floats) == pointer }
-    }
-
-    mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float> {
-        guard let entry = file.entries[name] else { throw .missingTensor(path: file.path, tensor: name) }
-        guard entry.shape == shape else {
-            throw .wrongShape(path: file.path, tensor: name, expected: shape, found: entry.shape)
-        }
-        let (pointer, storage) = try file.floats(name)
-        used.insert(name)
-        if storage !== file.map { storages.append(storage) }
-        return pointer
-    }
-
-    /// Fails on the first tensor (in name order) that the architecture did not ask for.
-    func checkNoLeftovers() throws(CheckpointError) {
-        if let extra = file.entries.keys.filter({ !used.contains($0) }).sorted().first {
-            throw .unexpectedTensor(path: file.path, tensor: extra)
-        }
-    }
-}
-
-/// Deterministic random weights (SplitMix64 uniforms) for benchmarks and tests.
-struct RandomWeights: WeightSource {
-    var providesValues: Bool { true }
-    var state: UInt64
-    let zeroLatentConditioning: Bool
-    var storages: [TensorStorage] = []
-
-    init(seed: UInt64, zeroLatentConditioning: Bool) {
-        state = seed &+ 0x5EED
-        self.zeroLatentConditioning = zeroLatentConditioning
-    }
-
-    mutating func keep(_ storage: TensorStorage) { storages.append(storage) }
-
-    mutating func discard(_ pointer: UnsafePointer<Float>) {
-        storages.removeAll { UnsafePointer($0.floats) == pointer }
-    }
-
-    mutating func uniform() -> Float {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return Float(Double(z >> 11) * 0x1p-53) * 2 - 1   // [-1, 1)
-    }
-
-    mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float> {
-        let count = shape.reduce(1, *)
-        let storage = TensorStorage(floats: count)
-        let p = storage.floats
-        for i in 0..<count {
-            switch role {
-            case .linearWeight(let fanIn): p[i] = uniform() / Float(fanIn).squareRoot()
-            case .bias: p[i] = 0.02 * uniform()
-            case .normWeight: p[i] = 1 + 0.1 * uniform()
-            case .normBias: p[i] = 0.1 * uniform()
-            case .zeroInitNorm: p[i] = zeroLatentConditioning ? 0 : 0.5 * uniform()
-            case .embedding: p[i] = 0.5 * uniform()
-            }
-        }
-        storages.append(storage)
-        return UnsafePointer(p)
-    }
-}
-
-/// Records the names and shapes asked for; hands out one shared dummy value (never read).
-struct ShapeRecorder: WeightSource {
-    var tensors: [(name: String, shape: [Int])] = []
-    static let dummy = TensorStorage(floats: 1)
-    var storages: [TensorStorage] { [Self.dummy] }
-    var providesValues: Bool { false }
-    mutating func keep(_ storage: TensorStorage) {}
-    mutating func discard(_ pointer: UnsafePointer<Float>) {}
-    mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float> {
-        tensors.append((name, shape))
-        return UnsafePointer(Self.dummy.floats)
-    }
-}
 
 // MARK: - Layers
 
@@ -316,91 +191,65 @@ struct Attention {
 
 // MARK: - Blocks
 
-/// Latents read the interface: Z += MHA(LN(Z), X); Z += FF(LN(Z)). Keys and values are raw X.
-struct ReadBlock {
-    let attnNorm: LayerNormWeights   // (L)
-    let attn: Attention              // L <- D, inner Ci, Hi heads
-    let ffNorm: LayerNormWeights     // (L)
-    let ff: FeedForward              // L -> Fl -> L
+/// One pre-norm layer over the rows of one side T (the latents or the interface):
+/// T += MHA(LN(T), context); T += FF(LN(T)). The context is the other side as it stands (raw, not
+/// normed) or, for self-attention, LN(T) itself. A block's read, compute and write layers are this
+/// layer with different widths.
+struct ResidualLayer {
+    let attnNorm: LayerNormWeights   // (width)
+    let attn: Attention              // width <- contextWidth, inner, heads
+    let ffNorm: LayerNormWeights     // (width)
+    let ff: FeedForward              // width -> hidden -> width
 
-    init(_ source: inout some WeightSource, _ name: String, _ c: RINConfig) throws(CheckpointError) {
-        let L = c.latents.dim
-        attnNorm = try LayerNormWeights(&source, name + ".attn_norm", width: L)
-        attn = try Attention(&source, name + ".attn", queryWidth: L, contextWidth: c.interface.dim,
-                             inner: c.crossWidth, heads: c.interface.heads)
-        ffNorm = try LayerNormWeights(&source, name + ".ff_norm", width: L)
-        ff = try FeedForward(&source, name + ".ff", width: L, hidden: c.latentHidden)
+    init(_ source: inout some WeightSource, _ name: String, width: Int, contextWidth: Int, inner: Int,
+         heads: Int, hidden: Int) throws(CheckpointError) {
+        attnNorm = try LayerNormWeights(&source, name + ".attn_norm", width: width)
+        attn = try Attention(&source, name + ".attn", queryWidth: width, contextWidth: contextWidth,
+                             inner: inner, heads: heads)
+        ffNorm = try LayerNormWeights(&source, name + ".ff_norm", width: width)
+        ff = try FeedForward(&source, name + ".ff", width: width, hidden: hidden)
     }
 
-    func callAsFunction(z: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, batch: Int,
-                        m: Int, n: Int, workspace ws: RINWorkspace) {
-        attnNorm(ws.zNorm, z, rows: batch * m)
-        attn.accumulate(z, query: ws.zNorm, queries: m, context: x, keys: n, batch: batch, workspace: ws)
-        ffNorm(ws.zNorm, z, rows: batch * m)
-        ff.accumulate(z, ws.zNorm, hidden: ws.hidden, rows: batch * m)
-    }
-}
-
-/// Latent self-attention: Z += MHA(LN(Z), LN(Z)); Z += FF(LN(Z)).
-struct ComputeLayer {
-    let attnNorm: LayerNormWeights   // (L)
-    let attn: Attention              // L <- L, inner L, Hl heads
-    let ffNorm: LayerNormWeights     // (L)
-    let ff: FeedForward              // L -> Fl -> L
-
-    init(_ source: inout some WeightSource, _ name: String, _ c: RINConfig) throws(CheckpointError) {
-        let L = c.latents.dim
-        attnNorm = try LayerNormWeights(&source, name + ".attn_norm", width: L)
-        attn = try Attention(&source, name + ".attn", queryWidth: L, contextWidth: L, inner: L, heads: c.latents.heads)
-        ffNorm = try LayerNormWeights(&source, name + ".ff_norm", width: L)
-        ff = try FeedForward(&source, name + ".ff", width: L, hidden: c.latentHidden)
-    }
-
-    func callAsFunction(z: UnsafeMutablePointer<Float>, batch: Int, m: Int, workspace ws: RINWorkspace) {
-        attnNorm(ws.zNorm, z, rows: batch * m)
-        attn.accumulate(z, query: ws.zNorm, queries: m, context: ws.zNorm, keys: m, batch: batch, workspace: ws)
-        ffNorm(ws.zNorm, z, rows: batch * m)
-        ff.accumulate(z, ws.zNorm, hidden: ws.hidden, rows: batch * m)
+    /// target (batch * rows, width) updated in place; context (batch * keys, contextWidth), or nil
+    /// for self-attention (keys = rows); normed (batch * rows, width) is scratch.
+    func callAsFunction(_ target: UnsafeMutablePointer<Float>, rows: Int, context: UnsafePointer<Float>?,
+                        keys: Int, batch: Int, normed: UnsafeMutablePointer<Float>, workspace ws: RINWorkspace) {
+        attnNorm(normed, target, rows: batch * rows)
+        attn.accumulate(target, query: normed, queries: rows, context: context ?? UnsafePointer(normed),
+                        keys: keys, batch: batch, workspace: ws)
+        ffNorm(normed, target, rows: batch * rows)
+        ff.accumulate(target, normed, hidden: ws.hidden, rows: batch * rows)
     }
 }
 
-/// The interface reads the latents back: X += MHA(LN(X), Z); X += FF(LN(X)). Keys and values are raw Z.
-struct WriteBlock {
-    let attnNorm: LayerNormWeights   // (D)
-    let attn: Attention              // D <- L, inner Ci, Hi heads
-    let ffNorm: LayerNormWeights     // (D)
-    let ff: FeedForward              // D -> Fi -> D
-
-    init(_ source: inout some WeightSource, _ name: String, _ c: RINConfig) throws(CheckpointError) {
-        let D = c.interface.dim
-        attnNorm = try LayerNormWeights(&source, name + ".attn_norm", width: D)
-        attn = try Attention(&source, name + ".attn", queryWidth: D, contextWidth: c.latents.dim,
-                             inner: c.crossWidth, heads: c.interface.heads)
-        ffNorm = try LayerNormWeights(&source, name + ".ff_norm", width: D)
-        ff = try FeedForward(&source, name + ".ff", width: D, hidden: c.interfaceHidden)
-    }
-
-    func callAsFunction(x: UnsafeMutablePointer<Float>, z: UnsafePointer<Float>, batch: Int,
-                        m: Int, n: Int, workspace ws: RINWorkspace) {
-        attnNorm(ws.xNorm, x, rows: batch * n)
-        attn.accumulate(x, query: ws.xNorm, queries: n, context: z, keys: m, batch: batch, workspace: ws)
-        ffNorm(ws.xNorm, x, rows: batch * n)
-        ff.accumulate(x, ws.xNorm, hidden: ws.hidden, rows: batch * n)
-    }
-}
-
-/// One RIN block: read, K compute layers, write.
+/// One RIN block: the latents read the interface (Z += MHA(LN(Z), X); Z += FF(LN(Z))), K layers of
+/// latent self-attention (Z += MHA(LN(Z), LN(Z)); Z += FF(LN(Z))), then the interface reads the
+/// latents back (X += MHA(LN(X), Z); X += FF(LN(X))).
 struct Block {
-    let read: ReadBlock
-    let compute: [ComputeLayer]
-    let write: WriteBlock
+    let read: ResidualLayer            // L <- D: inner Ci, Hi heads, Fl
+    let compute: [ResidualLayer]       // L <- L: inner L, Hl heads, Fl
+    let write: ResidualLayer           // D <- L: inner Ci, Hi heads, Fi
 
     init(_ source: inout some WeightSource, _ name: String, _ c: RINConfig) throws(CheckpointError) {
-        read = try ReadBlock(&source, name + ".read", c)
-        var layers: [ComputeLayer] = []
-        for j in 0..<c.layersPerBlock { layers.append(try ComputeLayer(&source, name + ".compute.\(j)", c)) }
+        let D = c.interface.dim, L = c.latents.dim
+        read = try ResidualLayer(&source, name + ".read", width: L, contextWidth: D, inner: c.crossWidth,
+                                 heads: c.interface.heads, hidden: c.latentHidden)
+        var layers: [ResidualLayer] = []
+        for j in 0..<c.layersPerBlock {
+            layers.append(try ResidualLayer(&source, name + ".compute.\(j)", width: L, contextWidth: L, inner: L,
+                                            heads: c.latents.heads, hidden: c.latentHidden))
+        }
         compute = layers
-        write = try WriteBlock(&source, name + ".write", c)
+        write = try ResidualLayer(&source, name + ".write", width: D, contextWidth: L, inner: c.crossWidth,
+                                  heads: c.interface.heads, hidden: c.interfaceHidden)
+    }
+
+    /// z (batch * m, L) and x (batch * n, D) updated in place.
+    func callAsFunction(z: UnsafeMutablePointer<Float>, x: UnsafeMutablePointer<Float>, batch: Int, m: Int, n: Int,
+                        workspace ws: RINWorkspace) {
+        read(z, rows: m, context: x, keys: n, batch: batch, normed: ws.zNorm, workspace: ws)
+        for layer in compute { layer(z, rows: m, context: nil, keys: m, batch: batch, normed: ws.zNorm, workspace: ws) }
+        write(x, rows: n, context: z, keys: m, batch: batch, normed: ws.xNorm, workspace: ws)
     }
 }
 
@@ -551,11 +400,7 @@ public final class RINNetwork: @unchecked Sendable {
         selfCondOutNorm(ws.selfCond, ws.selfCond, rows: B * m)
         addInPlace(Z, ws.selfCond, B * m * L)
 
-        for block in blocks {
-            block.read(z: Z, x: X, batch: B, m: m, n: n, workspace: ws)
-            for layer in block.compute { layer(z: Z, batch: B, m: m, workspace: ws) }
-            block.write(x: X, z: Z, batch: B, m: m, n: n, workspace: ws)
-        }
+        for block in blocks { block(z: Z, x: X, batch: B, m: m, n: n, workspace: ws) }
 
         // Readout: LN(X) W_ro^T + b_ro, unpatchified.
         readoutNorm(ws.xNorm, X, rows: B * n)
@@ -604,22 +449,5 @@ public final class RINNetwork: @unchecked Sendable {
         let write = 2 * n * D * Ci + 2 * 2 * m * L * Ci + 2 * 2 * n * m * Ci + 2 * n * Ci * D + 2 * 2 * n * D * Fi
         total += Double(c.blocks) * (read + Double(c.layersPerBlock) * compute + write)
         return total
-    }
-}
-
-/// Random weights that also keep a copy of every tensor by name (for `randomTensors`): the same
-/// seed gives the same values in the same construction order as `RINNetwork(config:randomSeed:)`.
-struct RecordingRandomWeights: WeightSource {
-    var random: RandomWeights
-    var tensors: [SafeTensorsWriter.Tensor] = []
-    var storages: [TensorStorage] { random.storages }
-    var providesValues: Bool { true }
-    mutating func keep(_ storage: TensorStorage) { random.keep(storage) }
-    mutating func discard(_ pointer: UnsafePointer<Float>) { random.discard(pointer) }
-
-    mutating func take(_ name: String, _ shape: [Int], _ role: WeightRole) throws(CheckpointError) -> UnsafePointer<Float> {
-        let p = try random.take(name, shape, role)
-        tensors.append(.init(name: name, shape: shape, values: Array(UnsafeBufferPointer(start: p, count: shape.reduce(1, *)))))
-        return p
     }
 }
