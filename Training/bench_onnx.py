@@ -23,13 +23,10 @@ seconds_per_step is the median of `repeats` timed steps after `warmup` untimed o
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -161,42 +158,20 @@ def run_row(config: str, batch: int, threads: int, warmup: int, repeats: int, sp
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--batches", type=int, nargs="+", default=[1, 2, 8])
-    ap.add_argument("--configs", nargs="+", default=["cifar10-bundled", "cifar10-official", "imagenet64-official"],
-                    help="names of Training/configs/*.json")
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=5)
+    from bench_torch import arguments_valid, bench_parser, run_rows
+
+    ap = bench_parser(__doc__, [1, 2, 8], ["cifar10-bundled", "cifar10-official", "imagenet64-official"])
     ap.add_argument("--spinning", choices=["on", "off"], default="on",
                     help="ONNX Runtime's intra-op threads spin between operators (its default) or sleep")
-    ap.add_argument("--row", nargs=2, metavar=("CONFIG", "BATCH"), help=argparse.SUPPRESS)  # child process
-    ap.add_argument("--lockstep", action="store_true", help=argparse.SUPPRESS)  # with --row: steps on request
     args = ap.parse_args(argv)
-    if args.threads < 1 or args.warmup < 0 or args.repeats < 1 or any(b < 1 for b in args.batches):
-        print("error: --threads, --repeats and --batches must be >= 1, --warmup >= 0", file=sys.stderr)
+    if not arguments_valid(args):
         return 2
     if args.row:
         print(json.dumps(run_row(args.row[0], int(args.row[1]), args.threads, args.warmup, args.repeats,
                                  args.spinning == "on", args.lockstep)),
               flush=True)
         return 0
-    for config in args.configs:
-        if not (HERE / "configs" / f"{config}.json").exists():
-            print(f"error: no config Training/configs/{config}.json", file=sys.stderr)
-            return 2
-        for batch in args.batches:
-            child = subprocess.run(
-                [sys.executable, str(Path(__file__).resolve()), "--row", config, str(batch),
-                 "--threads", str(args.threads), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
-                 "--spinning", args.spinning],
-                stdout=subprocess.PIPE, text=True)
-            if child.returncode != 0:
-                print(f"error: row {config} batch {batch} failed ({child.returncode})", file=sys.stderr)
-                return 1
-            sys.stdout.write(child.stdout)
-            sys.stdout.flush()
-    return 0
+    return run_rows(__file__, args, ["--spinning", args.spinning])
 
 
 if __name__ == "__main__":

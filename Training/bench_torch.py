@@ -119,33 +119,39 @@ def run_row(config: str, batch: int, threads: int, warmup: int, repeats: int, lo
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def bench_parser(doc: str, batches: list[int], configs: list[str]) -> argparse.ArgumentParser:
+    """The options bench_torch.py and bench_onnx.py share, the hidden child-row ones included."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    ap.add_argument("--configs", nargs="+", default=["cifar10-official", "imagenet64-official"],
-                    help="names of Training/configs/*.json")
+    ap.add_argument("--batches", type=int, nargs="+", default=batches)
+    ap.add_argument("--configs", nargs="+", default=configs, help="names of Training/configs/*.json")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--row", nargs=2, metavar=("CONFIG", "BATCH"), help=argparse.SUPPRESS)  # child process
     ap.add_argument("--lockstep", action="store_true", help=argparse.SUPPRESS)  # with --row: steps on request
-    args = ap.parse_args(argv)
+    return ap
+
+
+def arguments_valid(args) -> bool:
     if args.threads < 1 or args.warmup < 0 or args.repeats < 1 or any(b < 1 for b in args.batches):
         print("error: --threads, --repeats and --batches must be >= 1, --warmup >= 0", file=sys.stderr)
-        return 2
-    if args.row:
-        print(json.dumps(run_row(args.row[0], int(args.row[1]), args.threads, args.warmup, args.repeats,
-                                 args.lockstep)),
-              flush=True)
-        return 0
+        return False
+    return True
+
+
+def run_rows(script: str, args, extra: list[str]) -> int:
+    """Runs every (config, batch) row as a child process of `script` (`--row CONFIG BATCH`, the
+    shared options, then `extra`) and passes its JSON line on: 2 for an unknown config, 1 when a
+    row fails."""
     for config in args.configs:
         if not (HERE / "configs" / f"{config}.json").exists():
             print(f"error: no config Training/configs/{config}.json", file=sys.stderr)
             return 2
         for batch in args.batches:
             child = subprocess.run(
-                [sys.executable, str(Path(__file__).resolve()), "--row", config, str(batch),
-                 "--threads", str(args.threads), "--warmup", str(args.warmup), "--repeats", str(args.repeats)],
+                [sys.executable, str(Path(script).resolve()), "--row", config, str(batch),
+                 "--threads", str(args.threads), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
+                 *extra],
                 stdout=subprocess.PIPE, text=True)
             if child.returncode != 0:
                 print(f"error: row {config} batch {batch} failed ({child.returncode})", file=sys.stderr)
@@ -153,6 +159,18 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(child.stdout)
             sys.stdout.flush()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = bench_parser(__doc__, [1, 8], ["cifar10-official", "imagenet64-official"]).parse_args(argv)
+    if not arguments_valid(args):
+        return 2
+    if args.row:
+        print(json.dumps(run_row(args.row[0], int(args.row[1]), args.threads, args.warmup, args.repeats,
+                                 args.lockstep)),
+              flush=True)
+        return 0
+    return run_rows(__file__, args, [])
 
 
 if __name__ == "__main__":
