@@ -1,8 +1,7 @@
 import RINTensor
 
-// Where the network's weights come from while it is built (RIN.swift asks for each tensor by name,
-// shape and role): a checkpoint file, deterministic random numbers, or nothing at all (to list the
-// tensors an architecture needs).
+// The weight sources RIN.swift builds the network from, asking each for its tensors by name, shape
+// and role (the names themselves stay in RIN.swift).
 
 /// What a tensor is for: decides the random initialisation of in-memory test and benchmark models.
 enum WeightRole {
