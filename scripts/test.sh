@@ -53,19 +53,23 @@ bash scripts/tsan.sh 2>&1 | tee "$tsanlog" || tsan_status=$?
 # three test runners.
 grep -E "^web: [0-9]+ passed, [0-9]+ failed" "$weblog" | tail -1 || echo "web: did not run (status $web_status)"
 grep -E "^tsan: " "$tsanlog" | tail -1 || echo "tsan: did not run (status $tsan_status)"
-executed=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1 |
-           sed -E 's/^[[:space:]]*Executed ([0-9]+) tests?, with ([0-9]+) failures?.*/\1 \2/')
-read -r swift_total swift_failed <<<"${executed:-0 0}"
-executed=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with [0-9]+ failures?" "$alloclog" | tail -1 |
-           sed -E 's/^[[:space:]]*Executed ([0-9]+) tests?, with ([0-9]+) failures?.*/\1 \2/')
-read -r alloc_total alloc_failed <<<"${executed:-0 1}"
-swift_total=$((swift_total + alloc_total))
-swift_failed=$((swift_failed + alloc_failed))
+# XCTest's last summary line: "Executed T tests, with F failures ..." or, when some were skipped
+# (e.g. the CPUID-mask tests on a CPU without CPUID faulting), "Executed T tests, with S tests
+# skipped and F failures ...". Prints "T F S".
+xctest_totals() {
+    grep -E "^[[:space:]]*Executed [0-9]+ tests?, with ([0-9]+ tests? skipped and )?[0-9]+ failures?" "$1" | tail -1 |
+        sed -E 's/^[[:space:]]*Executed ([0-9]+) tests?, with (([0-9]+) tests? skipped and )?([0-9]+) failures?.*/\1 \4 0\3/'
+}
+read -r swift_total swift_failed swift_skipped <<<"$(xctest_totals "$log")"
+read -r alloc_total alloc_failed alloc_skipped <<<"$(xctest_totals "$alloclog")"
+swift_total=$((${swift_total:-0} + ${alloc_total:-0}))
+swift_failed=$((${swift_failed:-0} + ${alloc_failed:-1}))
+swift_skipped=$((10#${swift_skipped:-0} + 10#${alloc_skipped:-0}))
 py_passed=$(grep -Eo "[0-9]+ passed" "$pylog" | tail -1 | grep -Eo "[0-9]+" || echo 0)
 py_failed=$(grep -Eo "[0-9]+ failed" "$pylog" | tail -1 | grep -Eo "[0-9]+" || echo 0)
 hostile=$(grep -E "^hostile: [0-9]+ passed, [0-9]+ failed" "$log" | tail -1 |
           sed -E 's/^hostile: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/')
 read -r hostile_passed hostile_failed <<<"${hostile:-0 1}"
-echo "tests: $((swift_total - swift_failed + py_passed + hostile_passed)) passed, $((swift_failed + py_failed + hostile_failed)) failed"
+echo "tests: $((swift_total - swift_failed - swift_skipped + py_passed + hostile_passed)) passed, $((swift_failed + py_failed + hostile_failed)) failed, $swift_skipped skipped"
 [ "$swift_status" -eq 0 ] && [ "$alloc_status" -eq 0 ] && [ "$py_status" -eq 0 ] && [ "$hostile_status" -eq 0 ] && [ "$swift_total" -gt 0 ] &&
     [ "$web_status" -eq 0 ] && [ "$tsan_status" -eq 0 ]
