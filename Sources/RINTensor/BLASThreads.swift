@@ -4,7 +4,7 @@ import CKernels
 /// The number of threads OpenBLAS uses for every matrix product in this process.
 ///
 /// OpenBLAS keeps one global thread pool, so this is a process-wide setting: the daemon sets it once
-/// at start-up (and `rind bench` sets it per run so that the sgemm peak and the model use the same
+/// at start-up (and `rind bench` sets it per run so that the product peak and the model use the same
 /// number of threads).
 public enum BLASThreads {
     /// Sets the thread count of OpenBLAS, oneDNN and the packed backend's pool (`MatmulBackend`);

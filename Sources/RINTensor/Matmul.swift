@@ -67,7 +67,7 @@ public func linearGELU(
 }
 
 /// c (M, N) = a (M, K) @ b (K, N), plain row-major sgemm; used by the benchmark to measure the
-/// machine's sgemm peak with the same library and thread count as the model.
+/// peak of the library backends with the same library and thread count as the model.
 public func sgemm(
     _ c: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
     _ M: Int, _ K: Int, _ N: Int
