@@ -160,7 +160,15 @@ extension Bench {
                 if k >= warmup { bursts[i].append(steps) }
             }
         }
-        let rows = try children.map { try $0.finish() }
+        // The other engines end first, rind last after a pause: its child then measures its
+        // product peak (bench --row) with the others' processes gone. Ended first, right after
+        // torch's last burst (whose OpenMP threads may still spin), one Zen 5 row's peak read 295
+        // GFLOP/s where the others read 386-477 (a row at "139% of peak").
+        var rows = [[String: Any]](repeating: [:], count: children.count)
+        for i in children.indices.reversed() {
+            if i == 0 { usleep(Bench.lockstepPause) }
+            rows[i] = try children[i].finish()
+        }
         let medians = bursts.map { $0.map { EngineFigures.median($0)! } }
         func figures(_ name: String) -> EngineFigures {
             guard let i = children.firstIndex(where: { $0.name == name }) else { return EngineFigures([]) }
